@@ -15,6 +15,8 @@ from .schedules import alpha_sigma, log_snr_cosine
 
 __all__ = [
     "expand_lam",
+    "check_same_shape",
+    "check_labels",
     "q_sample",
     "q_transition",
     "posterior",
@@ -38,7 +40,8 @@ def expand_lam(lam, x: torch.Tensor) -> torch.Tensor:
     return lam.reshape(tuple(lam.shape) + (1,) * (x.ndim - lam.ndim))
 
 
-def _check_same_shape(**tensors: torch.Tensor) -> None:
+def check_same_shape(**tensors: torch.Tensor) -> None:
+    """Raise ValueError naming each tensor's shape unless all shapes are equal."""
     shapes = {name: tuple(t.shape) for name, t in tensors.items()}
     if len(set(shapes.values())) > 1:
         raise ValueError(f"shapes must match, got {shapes}")
@@ -51,7 +54,7 @@ def _check_order(lam: torch.Tensor, lam_next: torch.Tensor, lo: str, hi: str) ->
 
 def q_sample(x: torch.Tensor, lam, eps: torch.Tensor) -> torch.Tensor:
     """Draw ``z_lam = alpha_lam x + sigma_lam eps`` from ``q(z_lam | x)`` (paper Eq. 1)."""
-    _check_same_shape(x=x, eps=eps)
+    check_same_shape(x=x, eps=eps)
     alpha, sigma = alpha_sigma(expand_lam(lam, x))
     return alpha * x + sigma * eps
 
@@ -77,7 +80,7 @@ def posterior(z: torch.Tensor, x: torch.Tensor, lam, lam_next) -> tuple[torch.Te
     ``var = (1 - e^(lam - lam')) sigma_lam'^2``, with ``lam' = lam_next``; derived by Gaussian
     conjugacy in ``derivations.posterior``.
     """
-    _check_same_shape(z=z, x=x)
+    check_same_shape(z=z, x=x)
     lam, lam_next = expand_lam(lam, z), expand_lam(lam_next, z)
     _check_order(lam, lam_next, "lam", "lam_next")
     alpha, _ = alpha_sigma(lam)
@@ -108,14 +111,14 @@ def reverse_variance(lam, lam_next, v: float) -> torch.Tensor:
 
 def x_from_eps(z: torch.Tensor, lam, eps: torch.Tensor) -> torch.Tensor:
     """Predicted data ``x = (z - sigma eps) / alpha`` (paper Sec. 2, ``x_theta``)."""
-    _check_same_shape(z=z, eps=eps)
+    check_same_shape(z=z, eps=eps)
     alpha, sigma = alpha_sigma(expand_lam(lam, z))
     return (z - sigma * eps) / alpha
 
 
 def eps_from_x(z: torch.Tensor, lam, x: torch.Tensor) -> torch.Tensor:
     """Noise that explains ``z`` given ``x``: ``eps = (z - alpha x) / sigma``."""
-    _check_same_shape(z=z, x=x)
+    check_same_shape(z=z, x=x)
     alpha, sigma = alpha_sigma(expand_lam(lam, z))
     return (z - alpha * x) / sigma
 

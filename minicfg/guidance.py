@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from .diffusion import check_labels
+from .diffusion import check_labels, check_same_shape
 
 __all__ = [
     "W_MAX",
@@ -69,8 +69,7 @@ def cfg(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, w) -> torch.Tensor:
 
     ``w`` is a number or a per-sample tensor of shape (B,).
     """
-    if eps_cond.shape != eps_uncond.shape:
-        raise ValueError(f"eps_cond {tuple(eps_cond.shape)} and eps_uncond {tuple(eps_uncond.shape)} differ in shape")
+    check_same_shape(eps_cond=eps_cond, eps_uncond=eps_uncond)
     check_w(w)
     w = _w_like(w, eps_cond)
     return (1 + w) * eps_cond - w * eps_uncond
@@ -81,8 +80,7 @@ def classifier_guided_eps(eps: torch.Tensor, grad_log_prob: torch.Tensor, sigma,
 
     ``sigma`` is a number or broadcasts over ``eps`` (e.g. shape (B, 1, 1, 1)).
     """
-    if eps.shape != grad_log_prob.shape:
-        raise ValueError(f"eps {tuple(eps.shape)} and grad_log_prob {tuple(grad_log_prob.shape)} differ in shape")
+    check_same_shape(eps=eps, grad_log_prob=grad_log_prob)
     check_w(w)
     return eps - _w_like(w, eps) * sigma * grad_log_prob
 
@@ -92,8 +90,7 @@ def implicit_classifier_grad(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, s
 
     From Bayes, ``p^i(c | z) ∝ p(z | c) / p(z)``, and ``eps ~= -sigma grad log p`` (paper Sec. 3.2).
     """
-    if eps_cond.shape != eps_uncond.shape:
-        raise ValueError(f"eps_cond {tuple(eps_cond.shape)} and eps_uncond {tuple(eps_uncond.shape)} differ in shape")
+    check_same_shape(eps_cond=eps_cond, eps_uncond=eps_uncond)
     return -(eps_cond - eps_uncond) / sigma
 
 
