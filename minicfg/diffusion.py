@@ -172,7 +172,9 @@ def eps_loss(
     The model is called as ``model(z, lam, labels) -> eps``.
     """
     if x.shape[0] != labels.shape[0] or labels.ndim != 1:
-        raise ValueError(f"need labels of shape ({x.shape[0]},) for x of shape {tuple(x.shape)}, got {tuple(labels.shape)}")
+        raise ValueError(
+            f"need labels of shape ({x.shape[0]},) for x of shape {tuple(x.shape)}, got {tuple(labels.shape)}"
+        )
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     b = x.shape[0]
