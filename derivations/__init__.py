@@ -1,1 +1,46 @@
+"""Symbolic derivations (sympy only) behind every formula in ``minicfg``; each function derives and asserts.
 
+Modules, each a set of ``derive_*`` functions that build an identity, ``assert`` it, and return the
+derived sympy expressions in a dict (for tests to ``lambdify`` against ``minicfg`` and for notebooks to
+display). Paper equations refer to Ho & Salimans 2022, "Classifier-Free Diffusion Guidance".
+
+- :mod:`derivations.symbols`: the shared symbols (lam, lam', z, x, eps, w, ...).
+- :mod:`derivations.forward`: alpha^2 = sigmoid(lam) (Eq. 1), the transitions q(z_lam | z_lam') (Eq. 2),
+  x and eps from each other.
+- :mod:`derivations.posterior`: the posterior q(z_lam' | z_lam, x) by conjugacy (Eq. 3) and the
+  reverse-step variance interpolation.
+- :mod:`derivations.score`: eps = -sigma grad log q(z | x), and the marginal score as -E[eps | z] / sigma.
+- :mod:`derivations.schedules`: the truncated cosine log-SNR schedule, its density, and DDPM's betas as
+  log-SNRs.
+- :mod:`derivations.guidance`: classifier guidance (Eq. 4), the implicit classifier, CFG (Eq. 6) as
+  classifier guidance, and the w + 1 shift.
+
+This package imports neither torch nor minicfg; ``tests/test_derivations.py`` ties the two together.
+"""
+
+from . import forward, guidance, posterior, schedules, score
+
+__all__ = ["forward", "posterior", "score", "schedules", "guidance", "DERIVATIONS", "run_all"]
+
+#: every derivation, by name; each asserts its identity when called
+DERIVATIONS = {
+    "alpha_sigma": forward.derive_alpha_sigma,
+    "transition": forward.derive_transition,
+    "x_eps": forward.derive_x_eps,
+    "posterior": posterior.derive_posterior,
+    "reverse_variance": posterior.derive_reverse_variance,
+    "conditional_score": score.derive_conditional_score,
+    "marginal_score": score.derive_marginal_score,
+    "cosine_schedule": schedules.derive_cosine_schedule,
+    "cosine_density": schedules.derive_cosine_density,
+    "ddpm_log_snr": schedules.derive_ddpm_log_snr,
+    "classifier_guidance": guidance.derive_classifier_guidance,
+    "implicit_classifier": guidance.derive_implicit_classifier,
+    "cfg": guidance.derive_cfg,
+    "guidance_shift": guidance.derive_guidance_shift,
+}
+
+
+def run_all() -> dict:
+    """Run every derivation (each asserts its identity); return ``{name: dict of derived expressions}``."""
+    return {name: derive() for name, derive in DERIVATIONS.items()}
