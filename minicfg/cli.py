@@ -3,11 +3,64 @@
 from __future__ import annotations
 
 import argparse
+import math
+import shlex
 import sys
+import time
+from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
 
+# -- argument types: a bad value becomes a one-line argparse error ---------------------------------
+def _w_list(text: str) -> list[float]:
+    from .guidance import check_w
+
+    try:
+        ws = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0,1,3, got {text!r}") from None
+    if not ws:
+        raise argparse.ArgumentTypeError("give at least one w, e.g. --w 0,1,3")
+    for w in ws:
+        try:
+            check_w(w)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return ws
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {value}")
+    return value
+
+
+# -- commands -------------------------------------------------------------------------------------
 def _cmd_download(args) -> None:
     from . import data
 
@@ -15,6 +68,49 @@ def _cmd_download(args) -> None:
         for train in (True, False):
             ds = data.load(name, train=train, download=True, root=args.root)
             print(f"{name} {'train' if train else 'test'}: {len(ds)} images under {data.data_root(args.root)}")
+
+
+def _cmd_train(args) -> None:
+    from . import data
+    from .sampling import training_preview
+    from .train import PRESETS, TrainConfig, train
+
+    recipe = dict(PRESETS[args.preset])
+    if args.minutes is not None:
+        recipe.update(minutes=args.minutes, steps=None)
+    if args.steps is not None:
+        recipe.update(steps=args.steps, minutes=None)
+    for key in ("p_uncond", "seed", "batch_size", "lr"):
+        if getattr(args, key) is not None:
+            recipe[key] = getattr(args, key)
+    cfg = TrainConfig(dataset=args.dataset, bf16=args.bf16, checkpoint_every_s=args.checkpoint_every, **recipe)
+    if args.download:
+        data.load(args.dataset, train=True, download=True)
+    command = "minicfg " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
+    t = time.perf_counter()
+    trainer = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, command=command,
+                    on_sample=None if args.no_preview else training_preview)
+    print(f"trained {trainer.step} steps in {time.perf_counter() - t:.0f} s; "
+          f"EMA weights: {Path(args.out) / 'ema.safetensors'}; sample them with "
+          f"`minicfg sample --checkpoint {Path(args.out) / 'ema.safetensors'} --out samples.png`")
+
+
+def _cmd_sample(args) -> None:
+    from .checkpoint import load_model
+    from .sampling import class_labels, generate_grid, save_grid, save_npz
+
+    out = Path(args.out)
+    if out.suffix not in (".png", ".npz"):
+        raise ValueError(f"--out must end in .png (a grid) or .npz (arrays), got {out.name!r}")
+    model, meta = load_model(args.checkpoint)
+    panels = generate_grid(model, args.w, n_per_class=args.n_per_class, seed=args.seed, n_steps=args.steps,
+                           sampler=args.sampler, progress=not args.no_progress)
+    if out.suffix == ".png":
+        save_grid(panels, args.n_per_class, out)
+    else:
+        save_npz(panels, class_labels(model.config.num_classes, args.n_per_class), out)
+    n = sum(len(x) for x in panels.values())
+    print(f"wrote {n} samples ({len(panels)} values of w) to {out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,16 +125,60 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which data sets to fetch (default: mnist)")
     p.add_argument("--root", default=None, help="data folder (default: $MINICFG_DATA or ~/.cache/minicfg)")
     p.set_defaults(func=_cmd_download)
+
+    p = sub.add_parser("train", help="train a class-conditional diffusion model with label dropout (CFG)",
+                       description="Train with the joint conditional/unconditional objective (paper Alg. 1). "
+                       "Checkpoints are written atomically to OUT/checkpoint.safetensors every minute and on "
+                       "Ctrl-C; continue an interrupted run with --resume. The EMA weights end in "
+                       "OUT/ema.safetensors, a preview grid in OUT/samples.png, the loss in OUT/log.csv.")
+    p.add_argument("--dataset", choices=["mnist", "cifar10"], default="mnist", help="training data (default mnist)")
+    p.add_argument("--out", required=True, help="folder for checkpoints, log and samples")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=_positive_float, help="train for about this many minutes")
+    budget.add_argument("--steps", type=_positive_int, help="train for this many optimizer steps")
+    p.add_argument("--preset", choices=["default", "live", "smoke"], default="default",
+                   help="recipe: default (the shipped weights), live (notebook 05, ~3 min), smoke (seconds)")
+    p.add_argument("--p-uncond", type=_probability, help="probability of dropping a label to null (default 0.1)")
+    p.add_argument("--seed", type=int, help="random seed (default 0); a run is reproducible from its seed")
+    p.add_argument("--batch-size", type=_positive_int, help="images per step (default 128)")
+    p.add_argument("--lr", type=_positive_float, help="peak learning rate (default 2e-3)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (slower on CPUs without bf16 units)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    p.add_argument("--checkpoint-every", type=_positive_float, default=60.0,
+                   help="seconds between checkpoints (default 60): at most this much work is lost to a crash")
+    p.add_argument("--download", action="store_true", help="download the data set first if missing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-preview", action="store_true", help="do not write OUT/samples.png during training")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("sample", help="draw guided samples into a PNG grid or an NPZ file",
+                       description="Sample with classifier-free guidance eps~ = (1+w) eps(z,c) - w eps(z). "
+                       "Every panel starts from the same noise. Without --checkpoint the shipped MNIST "
+                       "weights are used.")
+    p.add_argument("--checkpoint", default=None, help="weights file or training folder (default: shipped MNIST)")
+    p.add_argument("--w", type=_w_list, default=[0.0, 1.0, 3.0],
+                   help="comma-separated guidance strengths (paper's w; 0 = conditional, -1 = unconditional)")
+    p.add_argument("--n-per-class", type=_positive_int, default=8, help="samples per class and w (default 8)")
+    p.add_argument("--steps", type=_positive_int, default=50, help="sampling steps (default 50)")
+    p.add_argument("--sampler", choices=["ancestral", "ddim"], default="ancestral",
+                   help="ancestral (paper Alg. 2, v=0.3) or deterministic ddim")
+    p.add_argument("--seed", type=int, default=0, help="seed of the starting noise (default 0)")
+    p.add_argument("--out", required=True, help="FILE.png for a grid, FILE.npz for images/labels/w arrays")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_sample)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:
         parser.exit(2, f"minicfg {args.command}: error: {err}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "minicfg: interrupted\n")
     return 0
 
 

@@ -33,6 +33,14 @@ def check_lam_range(lam_min: float, lam_max: float) -> None:
         )
 
 
+def _as_float(t) -> torch.Tensor:
+    """A float tensor from a number, an integer tensor or a float tensor (kept as it is)."""
+    t = torch.as_tensor(t, dtype=torch.get_default_dtype()) if not torch.is_tensor(t) else t
+    if not torch.is_floating_point(t):
+        t = t.to(torch.get_default_dtype())
+    return t
+
+
 def alpha_sigma(lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Signal and noise scales of the forward process at log-SNR ``lam`` (paper Sec. 2).
 
@@ -44,17 +52,10 @@ def alpha_sigma(lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Returns:
         (alpha, sigma), each the shape of ``lam``.
     """
-    lam = torch.as_tensor(lam, dtype=torch.get_default_dtype()) if not torch.is_tensor(lam) else lam
+    lam = _as_float(lam)
     alpha = torch.exp(0.5 * torch.nn.functional.logsigmoid(lam))
     sigma = torch.exp(0.5 * torch.nn.functional.logsigmoid(-lam))
     return alpha, sigma
-
-
-def _as_u(u) -> torch.Tensor:
-    u = torch.as_tensor(u, dtype=torch.get_default_dtype()) if not torch.is_tensor(u) else u
-    if not torch.is_floating_point(u):
-        u = u.to(torch.get_default_dtype())
-    return u
 
 
 def log_snr_cosine(u, lam_min: float = -20.0, lam_max: float = 20.0) -> torch.Tensor:
@@ -68,7 +69,7 @@ def log_snr_cosine(u, lam_min: float = -20.0, lam_max: float = 20.0) -> torch.Te
         u: values in [0, 1], any shape.
     """
     check_lam_range(lam_min, lam_max)
-    u = _as_u(u)
+    u = _as_float(u)
     b = math.atan(math.exp(-lam_max / 2))
     a = math.atan(math.exp(-lam_min / 2)) - b
     # compute in float64: tan near pi/2 loses precision in float32 for lam_min far below 0
@@ -79,7 +80,7 @@ def log_snr_cosine(u, lam_min: float = -20.0, lam_max: float = 20.0) -> torch.Te
 def log_snr_uniform(u, lam_min: float = -20.0, lam_max: float = 20.0) -> torch.Tensor:
     """Log-SNR linear in ``u``: ``lam(u) = lam_max + u (lam_min - lam_max)``; u=0 is data, u=1 noise."""
     check_lam_range(lam_min, lam_max)
-    u = _as_u(u)
+    u = _as_float(u)
     return lam_max + u * (lam_min - lam_max)
 
 

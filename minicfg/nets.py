@@ -1,0 +1,173 @@
+"""Networks, all called as ``model(z, lam, labels) -> eps`` (labels use the null index ``num_classes``).
+
+``UNet`` is a small conditional U-Net built for CPU speed: the input is folded into 2x2 patches
+(space-to-depth) so the first level already works at half resolution, every residual block is
+FiLM-conditioned on an embedding of ``lam`` plus the label, and the output is unfolded back. The
+choices were measured, see ``docs/speed.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["UNetConfig", "UNet", "lam_embedding", "build_model", "ARCHITECTURES"]
+
+
+def lam_embedding(lam: torch.Tensor, dim: int, max_period: float = 1e3) -> torch.Tensor:
+    """Sinusoidal features of the log-SNR: sin/cos of ``lam`` at ``dim // 2`` frequencies.
+
+    ``lam`` spans about [-20, 20]; frequencies range from 1 down to ``1 / max_period`` per unit lam.
+    """
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=lam.device, dtype=torch.float32) / half)
+    args = lam.float()[:, None] * freqs[None]
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+
+
+@dataclass
+class UNetConfig:
+    """Architecture of :class:`UNet`; stored in every checkpoint's JSON config."""
+
+    image_channels: int = 1
+    image_size: int = 28
+    num_classes: int = 10
+    channels: tuple[int, ...] = (64, 128)
+    blocks_per_level: int = 1
+    mid_blocks: int = 1
+    patch: int = 2
+    emb_dim: int = 128
+    groups: int = 8
+    arch: str = field(default="unet", init=False)
+
+    def __post_init__(self):
+        self.channels = tuple(int(c) for c in self.channels)
+        if self.image_size % (self.patch * 2 ** (len(self.channels) - 1)):
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by patch * 2^(levels-1) = "
+                f"{self.patch * 2 ** (len(self.channels) - 1)}"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, with a FiLM (scale, shift) from the conditioning embedding."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(min(groups, c_in), c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.film = nn.Linear(emb_dim, 2 * c_out)
+        self.norm2 = nn.GroupNorm(min(groups, c_out), c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(F.silu(h))
+        return self.skip(x) + h
+
+
+class UNet(nn.Module):
+    """Conditional U-Net for eps-prediction: ``forward(z, lam, labels) -> eps`` of the shape of ``z``."""
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        e = c.emb_dim
+        self.lam_mlp = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
+        self.label_emb = nn.Embedding(c.num_classes + 1, e)
+        self.emb_act = nn.SiLU()
+        self.stem = nn.Conv2d(c.image_channels * c.patch**2, c.channels[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        ch = c.channels[0]
+        skips = []
+        for i, width in enumerate(c.channels):
+            blocks = nn.ModuleList()
+            for _ in range(c.blocks_per_level):
+                blocks.append(ResBlock(ch, width, e, c.groups))
+                ch = width
+            self.down.append(blocks)
+            skips.append(ch)
+            if i < len(c.channels) - 1:
+                self.downsample.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+        self.mid = nn.ModuleList([ResBlock(ch, ch, e, c.groups) for _ in range(c.mid_blocks)])
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for i, width in reversed(list(enumerate(c.channels))):
+            blocks = nn.ModuleList()
+            for j in range(c.blocks_per_level):
+                blocks.append(ResBlock(ch + (skips[i] if j == 0 else 0), width, e, c.groups))
+                ch = width
+            self.up.append(blocks)
+            if i > 0:
+                self.upsample.append(nn.Conv2d(ch, c.channels[i - 1], 3, padding=1))
+                ch = c.channels[i - 1]
+        self.out_norm = nn.GroupNorm(min(c.groups, ch), ch)
+        self.out = nn.Conv2d(ch, c.image_channels * c.patch**2, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def embed(self, lam: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.emb_act(self.lam_mlp(lam_embedding(lam, self.config.emb_dim)) + self.label_emb(labels))
+
+    def forward(self, z: torch.Tensor, lam: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        expected = (c.image_channels, c.image_size, c.image_size)
+        if z.ndim != 4 or tuple(z.shape[1:]) != expected:
+            raise ValueError(f"UNet expects z of shape (B, {', '.join(map(str, expected))}), got {tuple(z.shape)}")
+        if lam.shape != (z.shape[0],) or labels.shape != (z.shape[0],):
+            raise ValueError(
+                f"need lam and labels of shape ({z.shape[0]},), got {tuple(lam.shape)} and {tuple(labels.shape)}"
+            )
+        emb = self.embed(lam, labels)
+        h = F.pixel_unshuffle(z, c.patch) if c.patch > 1 else z
+        h = self.stem(h)
+        skips = []
+        for i, blocks in enumerate(self.down):
+            for block in blocks:
+                h = block(h, emb)
+            skips.append(h)
+            if i < len(self.downsample):
+                h = self.downsample[i](h)
+        for block in self.mid:
+            h = block(h, emb)
+        for k, blocks in enumerate(self.up):
+            h = torch.cat([h, skips.pop()], dim=1)
+            for block in blocks:
+                h = block(h, emb)
+            if k < len(self.upsample):
+                h = F.interpolate(h, scale_factor=2, mode="nearest")
+                h = self.upsample[k](h)
+        h = self.out(F.silu(self.out_norm(h)))
+        out = F.pixel_shuffle(h, c.patch) if c.patch > 1 else h
+        return out.to(z.dtype)
+
+
+ARCHITECTURES = {"unet": (UNetConfig, UNet)}
+
+
+def build_model(config: dict) -> nn.Module:
+    """Build a network from a config dict (as stored in a checkpoint's JSON)."""
+    config = dict(config)
+    arch = config.pop("arch", "unet")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
+    cfg_cls, model_cls = ARCHITECTURES[arch]
+    try:
+        cfg = cfg_cls(**config)
+    except TypeError as err:
+        raise ValueError(f"config does not fit architecture {arch!r}: {err}") from err
+    return model_cls(cfg)

@@ -1,0 +1,324 @@
+"""Training loop for the CFG diffusion model on ``diffusion.eps_loss`` (paper Alg. 1).
+
+Everything random is a function of (seed, step): the batch order comes from a permutation seeded by
+the epoch, and the noise, log-SNRs and label dropout of step ``k`` from a generator seeded by ``k``.
+A checkpoint therefore only needs the weights, the EMA, the optimizer and scheduler states and the
+step; a run resumed from it reproduces the uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.swa_utils import AveragedModel
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, load_tensors, save_tensors, save_weights
+from .data import IMAGE_SHAPES, NUM_CLASSES, load
+from .diffusion import eps_loss
+from .nets import build_model
+
+__all__ = ["TrainConfig", "PRESETS", "train", "Trainer"]
+
+
+@dataclass
+class TrainConfig:
+    """A training recipe; stored in the checkpoint so that ``--resume`` continues the same run."""
+
+    dataset: str = "mnist"
+    steps: int | None = 6000
+    minutes: float | None = None
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    final_lr_frac: float = 0.05
+    ema_decay: float = 0.999
+    p_uncond: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    bf16: bool = False
+    channels_last: bool = True
+    lam_min: float = -20.0
+    lam_max: float = 20.0
+    model: dict = field(default_factory=lambda: {"channels": (32, 64), "blocks_per_level": 1})
+    checkpoint_every_s: float = 60.0
+    sample_every_s: float = 120.0
+
+    def validate(self) -> None:
+        if self.dataset not in NUM_CLASSES:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {sorted(NUM_CLASSES)}")
+        if (self.steps is None) == (self.minutes is None):
+            raise ValueError("give exactly one of steps or minutes")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be positive, got {self.steps}")
+        if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
+            raise ValueError(f"minutes must be a positive number, got {self.minutes}")
+        if not 0.0 <= self.p_uncond <= 1.0:
+            raise ValueError(f"p_uncond must lie in [0, 1], got {self.p_uncond}")
+        if self.batch_size < 1 or not self.lr > 0:
+            raise ValueError(f"need batch_size >= 1 and lr > 0, got {self.batch_size}, {self.lr}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+
+
+#: Named recipes: ``default`` is the shipped-weights recipe, ``live`` fits notebook 05's live run.
+PRESETS: dict[str, dict] = {
+    "default": {"steps": 6000},
+    "live": {"steps": 1500, "ema_decay": 0.995, "warmup_steps": 100},
+    "smoke": {"steps": 60, "ema_decay": 0.9, "warmup_steps": 10, "batch_size": 64},
+}
+
+
+def _ema_fn(decay: float):
+    """EMA update with warm-up: the decay grows like (1 + n) / (10 + n) until it reaches ``decay``."""
+
+    def avg_fn(averaged, current, num_averaged):
+        d = min(decay, (1.0 + float(num_averaged)) / (10.0 + float(num_averaged)))
+        return averaged * d + current * (1.0 - d)
+
+    return avg_fn
+
+
+def _lr_lambda(cfg: TrainConfig, total_steps: int):
+    """Linear warm-up, then cosine decay to ``final_lr_frac`` of the peak at ``total_steps``."""
+
+    def fn(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        return cfg.final_lr_frac + (1 - cfg.final_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return fn
+
+
+class Trainer:
+    """State of one training run in folder ``out``; see :func:`train`."""
+
+    def __init__(self, cfg: TrainConfig, out, data=None, command: str | None = None):
+        cfg.validate()
+        self.cfg = cfg
+        self.out = Path(out)
+        self.command = command or "python -c 'minicfg.train.train(...)'"
+        torch.manual_seed(cfg.seed)
+        c, h, w = IMAGE_SHAPES[cfg.dataset]
+        self.model_config = {"image_channels": c, "image_size": h, "num_classes": NUM_CLASSES[cfg.dataset],
+                             **cfg.model}
+        self.model = build_model(self.model_config)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = AveragedModel(self.model, avg_fn=_ema_fn(cfg.ema_decay), use_buffers=True)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                     betas=(0.9, 0.99))
+        self.step = 0
+        self.total_steps = cfg.steps
+        self.elapsed = 0.0
+        self.sched = None
+        self.data = data
+
+    # -- state ------------------------------------------------------------------------------------
+    def _make_sched(self) -> None:
+        for group in self.opt.param_groups:
+            group.setdefault("initial_lr", self.cfg.lr)
+        self.sched = LambdaLR(self.opt, _lr_lambda(self.cfg, self.total_steps), last_epoch=self.step - 1)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        t = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        t.update({f"ema.{k}": v for k, v in self.ema.module.state_dict().items()})
+        t["ema_n_averaged"] = self.ema.n_averaged.detach().clone()
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        for group in self.opt.param_groups:
+            for p in group["params"]:
+                for k, v in self.opt.state.get(p, {}).items():
+                    t[f"opt.{names[id(p)]}.{k}"] = torch.as_tensor(v)
+        return t
+
+    def meta(self) -> dict:
+        return {
+            "model": self.model_config,
+            "train": asdict(self.cfg),
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "elapsed_s": round(self.elapsed, 2),
+            "dataset": self.cfg.dataset,
+            "command": self.command,
+            "torch": torch.__version__,
+        }
+
+    def save(self) -> Path:
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / "checkpoint.safetensors"
+        save_tensors(path, self.state_tensors(), self.meta())
+        return path
+
+    def load(self, path) -> None:
+        tensors, meta = load_tensors(path)
+        saved = meta.get("train", {})
+        mine = asdict(self.cfg)
+        differ = {k: (saved.get(k), mine[k]) for k in ("dataset", "model", "p_uncond", "batch_size", "seed")
+                  if json.dumps(saved.get(k)) != json.dumps(mine[k])}
+        if differ:
+            raise CheckpointError(
+                f"cannot resume from {path}: its recipe differs in {differ} (saved, requested); "
+                f"resume with the same options or start a new --out folder"
+            )
+        try:
+            self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            self.ema.module.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        except RuntimeError as err:
+            raise CheckpointError(f"{path} does not match the model: {err}") from err
+        self.ema.n_averaged.copy_(tensors["ema_n_averaged"])
+        params = dict(self.model.named_parameters())
+        for key, v in tensors.items():
+            if key.startswith("opt."):
+                name, _, slot = key[4:].rpartition(".")
+                self.opt.state[params[name]][slot] = v.clone()
+        self.step = int(meta["step"])
+        # --steps given again may extend or shorten the run; a --minutes run keeps its calibrated length
+        self.total_steps = self.cfg.steps or (int(meta["total_steps"]) if meta.get("total_steps") else None)
+        self.elapsed = float(meta.get("elapsed_s", 0.0))
+
+    # -- data -------------------------------------------------------------------------------------
+    def _ensure_data(self) -> None:
+        if self.data is None:
+            images, labels = load(self.cfg.dataset, train=True).tensors
+            self.data = (images, labels)
+        n = self.data[0].shape[0]
+        if n < self.cfg.batch_size:
+            raise ValueError(f"batch_size {self.cfg.batch_size} exceeds the {n} training images")
+        self.steps_per_epoch = n // self.cfg.batch_size
+        self._perm_epoch = -1
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        if epoch != self._perm_epoch:
+            g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+            self._perm = torch.randperm(self.data[0].shape[0], generator=g)
+            self._perm_epoch = epoch
+        idx = self._perm[pos * self.cfg.batch_size:(pos + 1) * self.cfg.batch_size]
+        x = self.data[0][idx]
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.data[1][idx]
+
+    # -- one step ---------------------------------------------------------------------------------
+    def train_step(self) -> float:
+        cfg = self.cfg
+        x, y = self.batch(self.step)
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step + 1)
+        self.model.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and x.device.type == "cpu"):
+            loss = eps_loss(self.model, x, y, cfg.p_uncond, self.model_config["num_classes"], generator=g,
+                            lam_min=cfg.lam_min, lam_max=cfg.lam_max)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"loss became {value} at step {self.step}; no checkpoint was written with these weights. "
+                f"Lower the learning rate (--lr, now {cfg.lr}) or resume from the last good checkpoint."
+            )
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        self.ema.update_parameters(self.model)
+        self.step += 1
+        return value
+
+    def calibrate_steps(self, minutes: float, probe: int = 20) -> int:
+        """Turn a time budget into a step count by timing ``probe`` steps (kept in the checkpoint)."""
+        t = time.perf_counter()
+        for _ in range(probe):
+            self.train_step()
+        per_step = (time.perf_counter() - t) / probe
+        return max(self.step + 1, int(minutes * 60 / per_step))
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, progress: bool = True, on_sample=None, stop_after: int | None = None) -> Path:
+        """Train to ``total_steps``; checkpoint every ``checkpoint_every_s``, also on Ctrl-C.
+
+        ``stop_after`` ends the run early at that step (with a checkpoint), as an interruption would.
+        """
+        cfg = self.cfg
+        self._ensure_data()
+        if self.total_steps is None:
+            self.total_steps = cfg.warmup_steps + 20  # provisional, replaced after calibration
+            self._make_sched()
+            self.total_steps = self.calibrate_steps(cfg.minutes)
+        self._make_sched()
+        self.out.mkdir(parents=True, exist_ok=True)
+        log_path = self.out / "log.csv"
+        new_log = not log_path.exists() or self.step == 0
+        log = open(log_path, "w" if new_log else "a", newline="")
+        writer = csv.writer(log)
+        if new_log:
+            writer.writerow(["step", "loss", "lr", "images_per_s", "elapsed_s"])
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, desc="train",
+                   dynamic_ncols=True, file=sys.stderr)
+        last_ckpt = last_sample = time.perf_counter()
+        t_last, step_last, ema_loss = time.perf_counter(), self.step, None
+        try:
+            while self.step < min(self.total_steps, stop_after or self.total_steps):
+                t0 = time.perf_counter()
+                loss = self.train_step()
+                self.elapsed += time.perf_counter() - t0
+                ema_loss = loss if ema_loss is None else 0.98 * ema_loss + 0.02 * loss
+                bar.update(1)
+                now = time.perf_counter()
+                if self.step % 50 == 0 or self.step == self.total_steps:
+                    ips = (self.step - step_last) * cfg.batch_size / max(now - t_last, 1e-9)
+                    t_last, step_last = now, self.step
+                    lr = self.opt.param_groups[0]["lr"]
+                    writer.writerow([self.step, f"{ema_loss:.5f}", f"{lr:.3g}", f"{ips:.0f}", f"{self.elapsed:.1f}"])
+                    log.flush()
+                    bar.set_postfix(loss=f"{ema_loss:.4f}", img_s=f"{ips:.0f}")
+                if now - last_ckpt >= cfg.checkpoint_every_s:
+                    self.save()
+                    last_ckpt = now
+                if on_sample is not None and now - last_sample >= cfg.sample_every_s:
+                    on_sample(self)
+                    last_sample = now
+        except KeyboardInterrupt:
+            self.save()
+            bar.close()
+            log.close()
+            print(f"\ninterrupted at step {self.step}: checkpoint saved, continue with --resume", file=sys.stderr)
+            raise
+        bar.close()
+        log.close()
+        path = self.save()
+        if self.step < self.total_steps:
+            return path
+        self.export_ema(self.out / "ema.safetensors")
+        if on_sample is not None:
+            on_sample(self)
+        return path
+
+    def export_ema(self, path) -> None:
+        """Write the EMA weights alone (the shippable file) with the recipe and the command that made it."""
+        model = self.ema.module
+        info = {k: v for k, v in self.meta().items() if k != "model"}
+        save_weights(path, model, info)
+
+
+def train(cfg: TrainConfig, out, resume: bool = False, progress: bool = True, command: str | None = None,
+          data=None, on_sample=None) -> Trainer:
+    """Train (or, with ``resume``, continue) a run in folder ``out``; returns the finished Trainer."""
+    trainer = Trainer(cfg, out, data=data, command=command)
+    ckpt = Path(out) / "checkpoint.safetensors"
+    if resume:
+        if not ckpt.exists():
+            raise CheckpointError(f"--resume given but {ckpt} does not exist; drop --resume to start afresh")
+        trainer.load(ckpt)
+    elif ckpt.exists():
+        raise CheckpointError(f"{ckpt} already exists: pass --resume to continue it, or choose another --out")
+    trainer.run(progress=progress, on_sample=on_sample)
+    return trainer

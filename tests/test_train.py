@@ -1,0 +1,124 @@
+"""Training: exact resume, survival of SIGKILL, refusal of NaN, and the checkpoint format."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from minicfg.checkpoint import CheckpointError, load_model, load_tensors
+from minicfg.train import TrainConfig, Trainer, train
+
+TINY = {"channels": (8, 16), "emb_dim": 16, "groups": 4}
+
+
+def _cfg(**kw):
+    base = dict(steps=12, batch_size=32, warmup_steps=3, ema_decay=0.9, model=TINY, sample_every_s=1e9)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, mnist_small):
+    whole = train(_cfg(), tmp_path / "whole", progress=False, data=mnist_small)
+
+    first = Trainer(_cfg(), tmp_path / "split", data=mnist_small)
+    first.run(progress=False, stop_after=5)
+    assert first.step == 5 and not (tmp_path / "split" / "ema.safetensors").exists()
+    resumed = train(_cfg(), tmp_path / "split", resume=True, progress=False, data=mnist_small)
+
+    assert resumed.step == whole.step == 12
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{name} differs after resume")
+    for a, b in zip(whole.ema.module.parameters(), resumed.ema.module.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # and the weights did change: training happened
+    fresh = Trainer(_cfg(), tmp_path / "fresh", data=mnist_small)
+    assert not torch.equal(next(fresh.model.parameters()), next(whole.model.parameters()))
+
+
+def test_existing_run_needs_resume_and_matching_recipe(tmp_path, mnist_small):
+    out = tmp_path / "run"
+    Trainer(_cfg(), out, data=mnist_small).run(progress=False, stop_after=2)
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(_cfg(), out, progress=False, data=mnist_small)
+    with pytest.raises(CheckpointError, match="p_uncond"):
+        train(_cfg(p_uncond=0.5), out, resume=True, progress=False, data=mnist_small)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        train(_cfg(), tmp_path / "nothing", resume=True, progress=False, data=mnist_small)
+
+
+def test_non_finite_loss_stops_without_writing_nan_weights(tmp_path, mnist_small):
+    images, labels = mnist_small
+    bad = images.clone()
+    bad[:] = float("nan")
+    out = tmp_path / "nan"
+    with pytest.raises(FloatingPointError, match="loss became nan"):
+        train(_cfg(), out, progress=False, data=(bad, labels))
+    assert not (out / "ema.safetensors").exists()
+
+
+def test_training_lowers_the_loss(tmp_path, mnist_small):
+    trainer = train(_cfg(steps=60, lr=3e-3), tmp_path / "run", progress=False, data=mnist_small)
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]
+    assert rows, "no log rows"
+    g = torch.Generator().manual_seed(123)
+    from minicfg.diffusion import eps_loss
+
+    x, y = mnist_small[0][:512], mnist_small[1][:512]
+    untrained = Trainer(_cfg(), tmp_path / "u", data=mnist_small).model
+    with torch.no_grad():
+        before = eps_loss(untrained, x, y, 0.1, 10, generator=g).item()
+        g.manual_seed(123)
+        after = eps_loss(trainer.ema.module, x, y, 0.1, 10, generator=g).item()
+    assert after < 0.8 * before
+
+
+def test_ema_export_loads_as_a_model(tmp_path, mnist_small):
+    train(_cfg(), tmp_path / "run", progress=False, data=mnist_small)
+    model, meta = load_model(tmp_path / "run" / "ema.safetensors")
+    assert meta["step"] == 12 and meta["train"]["p_uncond"] == 0.1
+    assert (tmp_path / "run" / "ema.json").is_file()
+    out = model(torch.randn(2, 1, 28, 28), torch.zeros(2), torch.tensor([3, 10]))
+    assert out.shape == (2, 1, 28, 28)
+    # a training folder loads its EMA weights, not the raw ones
+    model2, _ = load_model(tmp_path / "run")
+    for a, b in zip(model.parameters(), model2.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not os.environ.get("MINICFG_DATA"), reason="needs MNIST under MINICFG_DATA")
+def test_sigkill_then_resume_continues(tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "minicfg.cli", "train", "--preset", "smoke", "--steps", "100000", "--out", str(out),
+           "--checkpoint-every", "0.5", "--no-progress", "--no-preview"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = out / "checkpoint.safetensors"
+    deadline = time.time() + 120
+    step_at_kill = 0
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        if ckpt.exists():
+            try:
+                step_at_kill = load_tensors(ckpt)[1]["step"]
+            except CheckpointError:
+                continue  # only a half-written file would fail; the rename makes that impossible
+            if step_at_kill >= 3:
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert step_at_kill >= 3, proc.stderr.read().decode()[-2000:]
+    _, meta = load_tensors(ckpt)  # still a valid file after the kill
+    assert meta["step"] >= step_at_kill
+    target = meta["step"] + 5
+    cmd_resume = cmd[:]
+    cmd_resume[cmd.index("100000")] = str(target)
+    result = subprocess.run(cmd_resume + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    _, meta2 = load_tensors(ckpt)
+    assert meta2["step"] == target
+    assert Path(out / "ema.safetensors").is_file()
