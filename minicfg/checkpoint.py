@@ -42,6 +42,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; weights and configs are meant to be read by others
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -59,6 +60,7 @@ def save_tensors(path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o644)
     try:
         save_file(tensors, tmp, metadata={"meta": json.dumps(meta)})
         os.replace(tmp, path)
@@ -149,4 +151,5 @@ def load_model(path=None, dataset: str = "mnist", key: str = "model") -> tuple[t
     if bad:
         raise CheckpointError(f"{path} holds non-finite weights (e.g. {bad[:3]}); the training run diverged")
     model.load_state_dict(state)
-    return model.eval(), meta
+    # channels_last convolutions are about 1.7x faster on CPU (docs/speed.md)
+    return model.to(memory_format=torch.channels_last).eval(), meta

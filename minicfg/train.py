@@ -34,7 +34,7 @@ class TrainConfig:
     """A training recipe; stored in the checkpoint so that ``--resume`` continues the same run."""
 
     dataset: str = "mnist"
-    steps: int | None = 6000
+    steps: int | None = 4000
     minutes: float | None = None
     batch_size: int = 128
     lr: float = 2e-3
@@ -72,7 +72,7 @@ class TrainConfig:
 
 #: Named recipes: ``default`` is the shipped-weights recipe, ``live`` fits notebook 05's live run.
 PRESETS: dict[str, dict] = {
-    "default": {"steps": 6000},
+    "default": {"steps": 4000},
     "live": {"steps": 1500, "ema_decay": 0.995, "warmup_steps": 100},
     "smoke": {"steps": 60, "ema_decay": 0.9, "warmup_steps": 10, "batch_size": 64},
 }
