@@ -26,6 +26,7 @@ __all__ = [
     "score_from_eps",
     "drop_labels",
     "eps_loss",
+    "classifier_loss",
 ]
 
 
@@ -186,3 +187,30 @@ def eps_loss(
     pred = model(z, lam, labels)
     per_sample = (pred.float() - eps).pow(2).flatten(1).mean(1)
     return per_sample.mean() if reduction == "mean" else per_sample
+
+
+def classifier_loss(
+    classifier,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    generator: torch.Generator | None = None,
+    lam_min: float = -20.0,
+    lam_max: float = 20.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Cross-entropy of a noisy classifier ``classifier(z_lam, lam) -> logits`` on ``z_lam ~ q(z_lam | x)``.
+
+    ``lam`` is drawn from the cosine schedule like :func:`eps_loss`, so the classifier learns
+    ``p(c | z_lam)`` at every noise level that guidance will ask it about (Dhariwal & Nichol 2021).
+    Labels must be real classes (no null label).
+    """
+    if x.shape[0] != labels.shape[0] or labels.ndim != 1:
+        raise ValueError(
+            f"need labels of shape ({x.shape[0]},) for x of shape {tuple(x.shape)}, got {tuple(labels.shape)}"
+        )
+    u = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
+    lam = log_snr_cosine(u, lam_min, lam_max)
+    eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    logits = classifier(q_sample(x, lam, eps), lam)
+    check_labels(labels, logits.shape[1], allow_null=False)
+    return torch.nn.functional.cross_entropy(logits.float(), labels, reduction=reduction)

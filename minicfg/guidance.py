@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 import torch
 
-from .diffusion import check_labels, check_same_shape
+from .diffusion import check_labels, check_same_shape, expand_lam
+from .schedules import alpha_sigma
 
 __all__ = [
     "W_MAX",
@@ -23,6 +24,8 @@ __all__ = [
     "classifier_guided_eps",
     "implicit_classifier_grad",
     "cfg_eps_fn",
+    "classifier_grad",
+    "classifier_eps_fn",
 ]
 
 #: Guidance strengths beyond this are almost certainly a mistake (the paper's largest is w = 4).
@@ -125,3 +128,42 @@ def cfg_eps_fn(model, labels: torch.Tensor, w, num_classes: int) -> EpsFn:
         return cfg(eps_cond, eps_uncond, w)
 
     return eps_fn
+
+
+def classifier_grad(classifier, z: torch.Tensor, lam: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``grad_z log p(c | z_lam)`` of a noisy classifier ``classifier(z, lam) -> logits``, by autograd.
+
+    Works inside ``torch.no_grad()`` (gradients are switched on locally); not inside
+    ``torch.inference_mode()``, whose tensors cannot take part in autograd.
+    """
+    with torch.enable_grad():
+        z = z.detach().requires_grad_(True)
+        log_probs = torch.log_softmax(classifier(z, lam).float(), dim=1)
+        check_labels(labels, log_probs.shape[1], allow_null=False)
+        picked = log_probs.gather(1, labels[:, None]).sum()
+        (grad,) = torch.autograd.grad(picked, z)
+    return grad.to(z.dtype)
+
+
+def classifier_eps_fn(eps_fn: EpsFn, classifier, labels: torch.Tensor, w) -> EpsFn:
+    """Classifier guidance as an eps-callable: ``eps~ = eps_fn(z, lam) - w sigma grad_z log p(c | z)``.
+
+    ``eps_fn`` is the diffusion model to guide: unconditional (e.g. ``cfg_eps_fn(model, null, 0, K)``
+    or ``cfg_eps_fn(model, labels, -1, K)``) as in Dhariwal & Nichol, or conditional. Guiding the
+    unconditional model with ``w + 1`` equals guiding the conditional one with ``w`` when the
+    classifier is the model's implicit one (``derivations.guidance``). Works with any sampler.
+    """
+    if labels.ndim != 1:
+        raise ValueError(f"labels must have shape (B,), got {tuple(labels.shape)}")
+    check_w(w)
+
+    def guided(z: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        if z.shape[0] != labels.shape[0]:
+            raise ValueError(f"batch of {z.shape[0]} noisy inputs for {labels.shape[0]} labels")
+        eps = eps_fn(z, lam)
+        if _is_all(w, 0.0):
+            return eps
+        _, sigma = alpha_sigma(expand_lam(lam, z))
+        return classifier_guided_eps(eps, classifier_grad(classifier, z, lam, labels), sigma, w)
+
+    return guided

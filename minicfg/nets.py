@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["UNetConfig", "UNet", "lam_embedding", "build_model", "ARCHITECTURES"]
+__all__ = ["UNetConfig", "UNet", "NoisyClassifierConfig", "NoisyClassifier", "lam_embedding", "build_model",
+           "ARCHITECTURES"]
 
 
 def lam_embedding(lam: torch.Tensor, dim: int, max_period: float = 1e3) -> torch.Tensor:
@@ -26,7 +27,8 @@ def lam_embedding(lam: torch.Tensor, dim: int, max_period: float = 1e3) -> torch
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=lam.device, dtype=torch.float32) / half)
     args = lam.float()[:, None] * freqs[None]
-    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+    emb = torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+    return emb.to(lam.dtype) if lam.is_floating_point() else emb
 
 
 @dataclass
@@ -156,7 +158,71 @@ class UNet(nn.Module):
         return out.to(z.dtype)
 
 
-ARCHITECTURES = {"unet": (UNetConfig, UNet)}
+@dataclass
+class NoisyClassifierConfig:
+    """Architecture of :class:`NoisyClassifier`, the p(c | z_lam) of classifier guidance."""
+
+    image_channels: int = 1
+    image_size: int = 28
+    num_classes: int = 10
+    channels: tuple[int, ...] = (32, 64)
+    blocks_per_level: int = 1
+    patch: int = 2
+    emb_dim: int = 64
+    groups: int = 8
+    arch: str = field(default="noisy_classifier", init=False)
+
+    def __post_init__(self):
+        self.channels = tuple(int(c) for c in self.channels)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class NoisyClassifier(nn.Module):
+    """A classifier of noisy images, ``forward(z, lam) -> logits`` (Dhariwal & Nichol 2021, Sec. 4).
+
+    The U-Net's encoder half: FiLM residual blocks conditioned on the log-SNR only (never the label),
+    then global average pooling and a linear layer. Trained on ``z_lam`` at the log-SNRs the diffusion
+    model sees (``diffusion.classifier_loss``), because guidance asks for ``grad log p(c | z_lam)`` at
+    every noise level, not only on clean images.
+    """
+
+    def __init__(self, config: NoisyClassifierConfig):
+        super().__init__()
+        self.config = c = config
+        e = c.emb_dim
+        self.lam_mlp = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e), nn.SiLU())
+        self.stem = nn.Conv2d(c.image_channels * c.patch**2, c.channels[0], 3, padding=1)
+        layers: list[nn.Module] = []
+        ch = c.channels[0]
+        for i, width in enumerate(c.channels):
+            for _ in range(c.blocks_per_level):
+                layers.append(ResBlock(ch, width, e, c.groups))
+                ch = width
+            if i < len(c.channels) - 1:
+                layers.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+        self.blocks = nn.ModuleList(layers)
+        self.out_norm = nn.GroupNorm(min(c.groups, ch), ch)
+        self.head = nn.Linear(ch, c.num_classes)
+
+    def forward(self, z: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        expected = (c.image_channels, c.image_size, c.image_size)
+        if z.ndim != 4 or tuple(z.shape[1:]) != expected or lam.shape != (z.shape[0],):
+            raise ValueError(
+                f"NoisyClassifier expects z of shape (B, {', '.join(map(str, expected))}) and lam of shape (B,), "
+                f"got {tuple(z.shape)} and {tuple(lam.shape)}"
+            )
+        emb = self.lam_mlp(lam_embedding(lam, c.emb_dim))
+        h = self.stem(F.pixel_unshuffle(z, c.patch) if c.patch > 1 else z)
+        for layer in self.blocks:
+            h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
+        h = F.silu(self.out_norm(h)).mean(dim=(2, 3))
+        return self.head(h)
+
+
+ARCHITECTURES = {"unet": (UNetConfig, UNet), "noisy_classifier": (NoisyClassifierConfig, NoisyClassifier)}
 
 
 def build_model(config: dict) -> nn.Module:

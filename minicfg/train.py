@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_tensors, save_tensors, save_weights
 from .data import IMAGE_SHAPES, NUM_CLASSES, load
-from .diffusion import eps_loss
+from .diffusion import classifier_loss, eps_loss
 from .nets import build_model
 
 __all__ = ["TrainConfig", "PRESETS", "train", "Trainer"]
@@ -34,6 +34,7 @@ class TrainConfig:
     """A training recipe; stored in the checkpoint so that ``--resume`` continues the same run."""
 
     dataset: str = "mnist"
+    objective: str = "eps"
     steps: int | None = 4000
     minutes: float | None = None
     batch_size: int = 128
@@ -54,6 +55,8 @@ class TrainConfig:
     sample_every_s: float = 120.0
 
     def validate(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; choose one of {sorted(OBJECTIVES)}")
         if self.dataset not in NUM_CLASSES:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {sorted(NUM_CLASSES)}")
         if (self.steps is None) == (self.minutes is None):
@@ -70,11 +73,16 @@ class TrainConfig:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
 
 
+#: What a run trains: the CFG diffusion model (``eps``) or the noisy classifier of classifier guidance.
+OBJECTIVES = {"eps": "unet", "classifier": "noisy_classifier"}
+
 #: Named recipes: ``default`` is the shipped-weights recipe, ``live`` fits notebook 05's live run.
 PRESETS: dict[str, dict] = {
     "default": {"steps": 4000},
     "live": {"steps": 1500, "ema_decay": 0.995, "warmup_steps": 100},
     "smoke": {"steps": 60, "ema_decay": 0.9, "warmup_steps": 10, "batch_size": 64},
+    "classifier": {"objective": "classifier", "steps": 3000, "lr": 1e-3, "weight_decay": 0.05,
+                   "model": {"channels": (32, 64), "blocks_per_level": 1}},
 }
 
 
@@ -110,8 +118,8 @@ class Trainer:
         self.command = command or "python -c 'minicfg.train.train(...)'"
         torch.manual_seed(cfg.seed)
         c, h, w = IMAGE_SHAPES[cfg.dataset]
-        self.model_config = {"image_channels": c, "image_size": h, "num_classes": NUM_CLASSES[cfg.dataset],
-                             **cfg.model}
+        self.model_config = {"arch": OBJECTIVES[cfg.objective], "image_channels": c, "image_size": h,
+                             "num_classes": NUM_CLASSES[cfg.dataset], **cfg.model}
         self.model = build_model(self.model_config)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -216,8 +224,11 @@ class Trainer:
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step + 1)
         self.model.train()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and x.device.type == "cpu"):
-            loss = eps_loss(self.model, x, y, cfg.p_uncond, self.model_config["num_classes"], generator=g,
-                            lam_min=cfg.lam_min, lam_max=cfg.lam_max)
+            if cfg.objective == "eps":
+                loss = eps_loss(self.model, x, y, cfg.p_uncond, self.model_config["num_classes"], generator=g,
+                                lam_min=cfg.lam_min, lam_max=cfg.lam_max)
+            else:
+                loss = classifier_loss(self.model, x, y, generator=g, lam_min=cfg.lam_min, lam_max=cfg.lam_max)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise FloatingPointError(
