@@ -138,7 +138,10 @@ def classifier_grad(classifier, z: torch.Tensor, lam: torch.Tensor, labels: torc
     """
     with torch.enable_grad():
         z = z.detach().requires_grad_(True)
-        log_probs = torch.log_softmax(classifier(z, lam).float(), dim=1)
+        logits = classifier(z, lam)
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()
+        log_probs = torch.log_softmax(logits, dim=1)
         check_labels(labels, log_probs.shape[1], allow_null=False)
         picked = log_probs.gather(1, labels[:, None]).sum()
         (grad,) = torch.autograd.grad(picked, z)

@@ -8,7 +8,7 @@ grid from the noise end to the data end, such as :func:`minicfg.schedules.sampli
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .diffusion import eps_from_x, posterior, reverse_variance, x_from_eps
 from .schedules import alpha_sigma

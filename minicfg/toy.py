@@ -100,6 +100,8 @@ class GaussianMixture:
 
     def diffused(self, lam) -> GaussianMixture:
         """The marginal at one log-SNR as a mixture: means ``alpha mu_k``, covs ``alpha^2 Sigma_k + sigma^2 I``."""
+        if lam is not None and torch.as_tensor(lam).ndim != 0:
+            raise ValueError(f"diffused takes one log-SNR, got lam of shape {tuple(torch.as_tensor(lam).shape)}")
         means, covs = self._moments(self._lam(lam, self.means), self.means)
         return GaussianMixture(means, covs, self.weights)
 
@@ -427,8 +429,10 @@ def class_stats(mixture: GaussianMixture, x: torch.Tensor, labels: torch.Tensor)
     means = mixture.means.to(device=x.device, dtype=x.dtype)
     nearest = torch.cdist(x, means).argmin(dim=1)
     p_class = mixture.classifier_log_prob(x).exp().gather(1, labels[:, None]).squeeze(1)
-    out = {key: torch.full((mixture.num_classes,), float("nan"), dtype=x.dtype) for key in
-           ("spread", "shift", "dist", "own_nearest", "p_class")}
+    out = {
+        key: torch.full((mixture.num_classes,), float("nan"), dtype=x.dtype)
+        for key in ("spread", "shift", "dist", "own_nearest", "p_class")
+    }
     for k in range(mixture.num_classes):
         sel = labels == k
         if not bool(sel.any()):

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .checkpoint import CheckpointError, load_tensors, save_tensors, save_weights
 from .data import IMAGE_SHAPES, NUM_CLASSES, load
