@@ -113,6 +113,30 @@ def _cmd_sample(args) -> None:
     print(f"wrote {n} samples ({len(panels)} values of w) to {out}")
 
 
+def _cmd_train_evaluator(args) -> None:
+    import os
+
+    from .evaluator import train_evaluator
+
+    threads = os.environ.get("OMP_NUM_THREADS")
+    command = (f"OMP_NUM_THREADS={threads} " if threads else "") + "minicfg " + shlex.join(
+        sys.argv[1:] if args.argv is None else args.argv)
+    _, info = train_evaluator(args.out, epochs=args.epochs, seed=args.seed, progress=not args.no_progress,
+                              command=command)
+    print(f"trained the evaluator in {info['wall_time_s']:.0f} s; MNIST test accuracy "
+          f"{info['test_accuracy']:.2%}; weights: {args.out} (provenance in {Path(args.out).with_suffix('.json')})")
+
+
+def _cmd_evaluate(args) -> None:
+    from .metrics import evaluate_npz, format_table
+
+    rows = evaluate_npz(args.samples, reference=args.reference, evaluator=args.evaluator, k=args.k,
+                        disk_cache=args.cache_reference)
+    print(f"{args.samples}: classifier metrics vs the MNIST {args.reference} set "
+          f"(accuracy: recognised as the requested label; cFID: lower is better; see docs/metrics.md)")
+    print(format_table(rows))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minicfg",
@@ -166,6 +190,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="FILE.png for a grid, FILE.npz for images/labels/w arrays")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("train-evaluator", help="train the MNIST evaluation classifier used by `minicfg evaluate`",
+                       description="Train the clean-MNIST CNN whose features and softmax give the offline metrics "
+                       "(not the noisy guidance classifier). Writes OUT (safetensors) and OUT with .json: the "
+                       "command, wall time, machine and measured test accuracy.")
+    p.add_argument("--out", required=True,
+                   help="weights file to write, e.g. minicfg/weights/mnist_evaluator.safetensors")
+    p.add_argument("--epochs", type=_positive_int, default=4, help="passes over the 60,000 training digits (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train_evaluator)
+
+    p = sub.add_parser("evaluate", help="score samples (an NPZ from `minicfg sample`) with offline MNIST metrics",
+                       description="For each w in SAMPLES.npz: label accuracy, classifier FID, inception score, "
+                       "precision and recall, all from the shipped MNIST evaluator (docs/metrics.md says what they "
+                       "can and cannot tell).")
+    p.add_argument("samples", help="NPZ with images (uint8 N x 1 x 28 x 28), labels and w, from `minicfg sample`")
+    p.add_argument("--reference", choices=["test", "train"], default="test",
+                   help="real digits to compare with (default: the 10,000 MNIST test digits)")
+    p.add_argument("--evaluator", default=None, help="evaluator weights (default: the shipped ones)")
+    p.add_argument("--k", type=_positive_int, default=3, help="neighbours for precision/recall (default 3)")
+    p.add_argument("--cache-reference", action="store_true",
+                   help="keep the reference features under $MINICFG_DATA/minicfg-cache for later runs")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 

@@ -1,0 +1,426 @@
+"""Offline sample-quality metrics for MNIST, computed with the evaluation classifier of ``minicfg.evaluator``.
+
+What is measured, on the evaluator's 128-d penultimate features and on its softmax:
+
+- **classifier FID** (:func:`classifier_fid`): the Frechet distance between Gaussians fitted to the features
+  of the samples and of real MNIST digits (by default the 10,000 test digits). Lower is better; it grows
+  when samples are unrealistic *or* not diverse enough (it compares means and covariances).
+- **inception score** (:func:`inception_score`): ``exp E_x KL(p(y|x) || p(y))``, from 1 (every sample gets
+  the same class distribution) up to 10 (each sample confidently one class, classes used evenly).
+- **precision and recall** (:func:`precision_recall`, Kynkaenniemi et al. 2019): the fraction of samples
+  that fall inside the k-NN manifold of the real features (fidelity) and the fraction of real digits that
+  fall inside the k-NN manifold of the samples (coverage). They split what FID lumps together.
+- **label accuracy** (:func:`label_accuracy`): the fraction of samples the evaluator recognises as the
+  label they were asked for; the quantity that guidance pushes up.
+
+What these numbers can and cannot say, compared with the Inception-network FID of the papers:
+
+- The features come from a ~100k-parameter CNN trained on MNIST alone, not from Inception-v3 trained on
+  ImageNet. They are sensitive to what distinguishes digits (strokes, shapes, class) and blind to things
+  that do not matter for the digit class. The scale of the numbers is unrelated to published FID values:
+  a classifier FID of 2 is not "an FID of 2", and numbers from other evaluators (or other weights of this
+  one) cannot be compared. Compare runs with the same evaluator weights, the same reference and the same
+  number of samples only.
+- FID is biased upwards for finite sample sets: even real digits held out from the reference do not score
+  0. The classifier FID of *real held-out digits* with the same number of images is the floor a perfect
+  generator would reach (``docs/metrics.md`` lists it for 1,000 and 5,000 digits); report it beside any
+  sample's number.
+- A classifier-based metric can be fooled by images that push the classifier's features without looking
+  like digits (adversarial patterns), which is one reason the evaluator is *not* the guidance classifier.
+- Inception score ignores the real data entirely, and its maximum (10) is reached by a generator that
+  draws one perfect digit per class; precision and recall depend on k and on the number of samples (both
+  sets are compared at equal size here), so only compare values computed with the same settings.
+
+Images are accepted either as floats in [-1, 1] (the library's convention, e.g. what
+:func:`minicfg.sampling.generate` returns) or as uint8 in 0..255 (what ``minicfg sample --out FILE.npz``
+writes), of shape (N, 1, 28, 28) or (N, 28, 28).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, load_tensors, save_tensors
+
+__all__ = [
+    "as_images",
+    "features_and_probs",
+    "gaussian_stats",
+    "frechet_distance",
+    "precision_recall",
+    "inception_score",
+    "label_accuracy",
+    "Reference",
+    "load_reference",
+    "classifier_fid",
+    "evaluate",
+    "load_samples",
+    "evaluate_npz",
+    "format_table",
+]
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+def as_images(images) -> torch.Tensor:
+    """Check and convert images to float32 in [-1, 1], shape (N, 1, 28, 28).
+
+    uint8 arrays are read as 0..255; floating arrays must already lie in [-1, 1] (a float array in
+    0..255 is refused rather than silently mis-scaled).
+    """
+    x = torch.as_tensor(np.asarray(images)) if not torch.is_tensor(images) else images.detach().cpu()
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
+        raise ValueError(f"images must have shape (N, 1, 28, 28) or (N, 28, 28), got {tuple(x.shape)}")
+    if x.dtype == torch.uint8:
+        return x.float().div_(127.5).sub_(1.0)
+    if not torch.is_floating_point(x):
+        raise ValueError(f"images must be uint8 (0..255) or float in [-1, 1], got dtype {x.dtype}")
+    x = x.float()
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise ValueError("images contain NaN or infinite values")
+    if x.numel() and (float(x.min()) < -1.001 or float(x.max()) > 1.001):
+        raise ValueError(
+            f"float images must lie in [-1, 1], got values in [{float(x.min()):.3g}, {float(x.max()):.3g}] "
+            f"(pass uint8 for 0..255 images)"
+        )
+    return x.clamp(-1.0, 1.0)
+
+
+def _evaluator(evaluator):
+    from .evaluator import load_evaluator
+
+    if evaluator is None or isinstance(evaluator, (str, Path)):
+        return load_evaluator(evaluator)[0]
+    return evaluator
+
+
+@torch.inference_mode()
+def features_and_probs(images, evaluator=None, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Penultimate features (N, 128) float32 and class probabilities (N, 10) float64 of ``images``.
+
+    ``evaluator`` is an :class:`~minicfg.evaluator.EvaluatorNet`, a weights path, or None (the shipped one).
+    """
+    model = _evaluator(evaluator)
+    x = as_images(images)
+    was = model.training
+    model.eval()
+    feats, probs = [], []
+    for i in range(0, len(x), batch_size):
+        f = model.features(x[i:i + batch_size].contiguous(memory_format=torch.channels_last))
+        feats.append(f.float())
+        probs.append(torch.softmax(model.head(f).double(), dim=1))
+    model.train(was)
+    if not feats:
+        return torch.empty(0, model.config.feature_dim), torch.empty(0, model.config.num_classes, dtype=torch.float64)
+    return torch.cat(feats), torch.cat(probs)
+
+
+# -- Frechet distance -----------------------------------------------------------------------------
+def gaussian_stats(features) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (unbiased, N-1) covariance of features (N, d), in float64."""
+    f = np.asarray(features.cpu() if torch.is_tensor(features) else features, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ValueError(f"need features of shape (N >= 2, d) for a covariance, got {f.shape}")
+    return f.mean(0), np.cov(f, rowvar=False)
+
+
+def _sqrtm_psd(c: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric positive semi-definite matrix by eigen-decomposition (negative eigenvalues,
+    which are rounding errors here, are set to 0)."""
+    vals, vecs = np.linalg.eigh((c + c.T) / 2)
+    return (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
+
+
+def frechet_distance(mu1, cov1, mu2, cov2) -> float:
+    """Frechet (2-Wasserstein squared) distance between N(mu1, cov1) and N(mu2, cov2), in float64.
+
+    ``|mu1 - mu2|^2 + tr(cov1) + tr(cov2) - 2 tr((cov1^1/2 cov2 cov1^1/2)^1/2)``. The matrix inside the
+    last trace is symmetric positive semi-definite (unlike ``cov1 cov2``, which has the same eigenvalues
+    but is not symmetric), so both square roots are taken by ``eigh`` and stay real, without scipy's
+    ``sqrtm`` or its complex round-off. A tiny negative result from rounding is returned as 0.
+    """
+    mu1, mu2 = (np.asarray(m, dtype=np.float64) for m in (mu1, mu2))
+    cov1, cov2 = (np.asarray(c, dtype=np.float64) for c in (cov1, cov2))
+    d = mu1.shape[0] if mu1.ndim == 1 else -1
+    if mu1.shape != (d,) or mu2.shape != (d,) or cov1.shape != (d, d) or cov2.shape != (d, d):
+        raise ValueError(
+            f"need mu of shape (d,) and cov of shape (d, d) for both; got {mu1.shape}, {cov1.shape}, "
+            f"{mu2.shape}, {cov2.shape}"
+        )
+    if not all(np.isfinite(a).all() for a in (mu1, mu2, cov1, cov2)):
+        raise ValueError("means and covariances must be finite")
+    s1 = _sqrtm_psd(cov1)
+    inner = s1 @ cov2 @ s1
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0.0, None)).sum()
+    diff = mu1 - mu2
+    return max(float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * tr_covmean), 0.0)
+
+
+# -- precision and recall -------------------------------------------------------------------------
+def _kth_nn_radii(feats: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
+    """Distance from each point to its k-th nearest neighbour in the same set (itself excluded)."""
+    radii = []
+    for i in range(0, len(feats), chunk):
+        d = torch.cdist(feats[i:i + chunk], feats)
+        radii.append(d.kthvalue(k + 1, dim=1).values)  # the smallest distance is the point itself (0)
+    return torch.cat(radii)
+
+
+def _coverage(query: torch.Tensor, points: torch.Tensor, radii: torch.Tensor, chunk: int) -> float:
+    """Fraction of ``query`` points inside at least one ball B(points_i, radii_i)."""
+    inside = []
+    for i in range(0, len(query), chunk):
+        d = torch.cdist(query[i:i + chunk], points)
+        inside.append((d <= radii[None, :]).any(dim=1))
+    return float(torch.cat(inside).double().mean())
+
+
+def precision_recall(real_feats, fake_feats, k: int = 3, chunk: int = 1024) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaenniemi et al. 2019) with k-NN balls, in float64.
+
+    The real manifold is the union of balls around each real feature with radius its distance to the
+    k-th nearest other real feature; likewise for the fakes. Precision is the fraction of fakes inside
+    the real manifold, recall the fraction of reals inside the fake manifold. Distances are computed
+    ``chunk`` rows at a time, so memory stays at ``chunk * max(N)`` numbers. Both sets should have the
+    same size (see :func:`evaluate`); both need more than ``k`` points.
+    """
+    real = torch.as_tensor(np.asarray(real_feats.cpu() if torch.is_tensor(real_feats) else real_feats),
+                           dtype=torch.float64)
+    fake = torch.as_tensor(np.asarray(fake_feats.cpu() if torch.is_tensor(fake_feats) else fake_feats),
+                           dtype=torch.float64)
+    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(f"need two feature arrays (N, d) with the same d, got {tuple(real.shape)}, "
+                         f"{tuple(fake.shape)}")
+    if k < 1 or min(len(real), len(fake)) <= k:
+        raise ValueError(f"need k >= 1 and more than k points in each set; k={k}, {len(real)} real, "
+                         f"{len(fake)} fake")
+    real_radii = _kth_nn_radii(real, k, chunk)
+    fake_radii = _kth_nn_radii(fake, k, chunk)
+    return _coverage(fake, real, real_radii, chunk), _coverage(real, fake, fake_radii, chunk)
+
+
+# -- softmax metrics ------------------------------------------------------------------------------
+def _check_probs(probs) -> np.ndarray:
+    p = np.asarray(probs.cpu() if torch.is_tensor(probs) else probs, dtype=np.float64)
+    if p.ndim != 2 or len(p) == 0:
+        raise ValueError(f"probs must have shape (N >= 1, num_classes), got {p.shape}")
+    if not np.isfinite(p).all() or p.min() < 0 or not np.allclose(p.sum(1), 1.0, atol=1e-4):
+        raise ValueError("probs must be finite, non-negative, and each row must sum to 1 (pass softmax outputs)")
+    return p
+
+
+def inception_score(probs, splits: int = 1) -> float:
+    """``exp(E_x KL(p(y|x) || p(y)))`` with p(y) the mean of p(y|x) over the samples; mean over ``splits``.
+
+    1 when every sample gets the same class distribution (e.g. one digit repeated); at most the number of
+    classes, reached when each sample is confidently one class and classes are equally frequent.
+    """
+    p = _check_probs(probs)
+    if not 1 <= splits <= len(p):
+        raise ValueError(f"splits must lie in [1, N={len(p)}], got {splits}")
+    scores = []
+    for part in np.array_split(p, splits):
+        py = part.mean(0, keepdims=True)
+        kl = np.where(part > 0, part * (np.log(np.clip(part, 1e-300, None)) - np.log(np.clip(py, 1e-300, None))),
+                      0.0).sum(1)
+        scores.append(float(np.exp(kl.mean())))
+    return float(np.mean(scores))
+
+
+def label_accuracy(probs, labels) -> float:
+    """Fraction of samples whose most likely class (under the evaluator) is the requested ``labels``."""
+    p = _check_probs(probs)
+    y = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels)
+    if y.shape != (len(p),) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be integers of shape ({len(p)},), got {y.dtype} {y.shape}")
+    return float((p.argmax(1) == y).mean())
+
+
+# -- reference statistics -------------------------------------------------------------------------
+@dataclass
+class Reference:
+    """Features of real digits and their Gaussian statistics, for one evaluator."""
+
+    name: str
+    features: torch.Tensor
+    mu: np.ndarray
+    cov: np.ndarray
+
+    @classmethod
+    def from_features(cls, name: str, features: torch.Tensor) -> Reference:
+        mu, cov = gaussian_stats(features)
+        return cls(name, features, mu, cov)
+
+
+_REFERENCES: dict[tuple[str, str], Reference] = {}
+
+
+def _cache_path(name: str, fp: str) -> Path:
+    from .data import data_root
+
+    return data_root() / "minicfg-cache" / f"evaluator-{fp}-mnist-{name}.safetensors"
+
+
+def load_reference(ref="test", evaluator=None, disk_cache: bool = False) -> Reference:
+    """Reference features of real MNIST: ``"test"`` (10,000 digits), ``"train"`` (60,000) or given images.
+
+    A named reference is computed once per process and evaluator and kept in memory; with ``disk_cache``
+    its features are also stored under ``$MINICFG_DATA/minicfg-cache/`` (keyed by a hash of the evaluator's
+    weights) and read from there next time. Images passed directly are never cached.
+    """
+    if isinstance(ref, Reference):
+        return ref
+    model = _evaluator(evaluator)
+    if not isinstance(ref, str):
+        return Reference.from_features("images", features_and_probs(ref, model)[0])
+    if ref not in ("test", "train"):
+        raise ValueError(f"reference must be 'test', 'train', or images; got {ref!r}")
+    from .evaluator import fingerprint
+
+    fp = getattr(model, "fingerprint", None) or fingerprint(model)
+    if (fp, ref) in _REFERENCES:
+        return _REFERENCES[(fp, ref)]
+    path = _cache_path(ref, fp)
+    feats = None
+    if disk_cache and path.is_file():
+        try:
+            feats = load_tensors(path)[0]["features"]
+        except (CheckpointError, KeyError):
+            feats = None
+    if feats is None:
+        from . import data
+
+        images = data.mnist(train=ref == "train").tensors[0]
+        feats = features_and_probs(images, model)[0]
+        if disk_cache:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_tensors(path, {"features": feats}, {"kind": "evaluator-reference", "reference": f"mnist-{ref}",
+                                                     "evaluator": fp})
+    _REFERENCES[(fp, ref)] = out = Reference.from_features(ref, feats)
+    return out
+
+
+def classifier_fid(images, ref="test", evaluator=None) -> float:
+    """Frechet distance between evaluator features of ``images`` and of the reference digits (lower is better)."""
+    model = _evaluator(evaluator)
+    r = load_reference(ref, model)
+    mu, cov = gaussian_stats(features_and_probs(images, model)[0])
+    return frechet_distance(mu, cov, r.mu, r.cov)
+
+
+# -- one entry point ------------------------------------------------------------------------------
+def evaluate(images, labels=None, reference="test", evaluator=None, k: int = 3, seed: int = 0,
+             disk_cache: bool = False) -> dict:
+    """All metrics for one set of images (uint8 0..255 or float in [-1, 1], (N, 1, 28, 28)).
+
+    Returns ``{"n", "accuracy", "fid", "inception_score", "precision", "recall", "reference",
+    "n_reference"}``; ``accuracy`` counts the samples with a class label (the null label ``10`` requests
+    none) and is None without ``labels``. ``reference`` is "test" (the 10,000 MNIST
+    test digits), "train", or a set of real images. Precision and recall compare the samples with an
+    equally large random subset of the reference (drawn from ``seed``), so they mean the same thing for
+    any N; they need N > k. The classifier FID uses the whole reference.
+    """
+    model = _evaluator(evaluator)
+    x = as_images(images)
+    n = len(x)
+    if n <= k:
+        raise ValueError(f"need more than k={k} images to evaluate, got {n}")
+    ref = load_reference(reference, model, disk_cache=disk_cache)
+    feats, probs = features_and_probs(x, model)
+    mu, cov = gaussian_stats(feats)
+    real = ref.features
+    if len(real) > n:
+        g = torch.Generator().manual_seed(seed)
+        real = real[torch.randperm(len(real), generator=g)[:n]]
+    precision, recall = precision_recall(real, feats, k=k)
+    acc = None
+    if labels is not None:
+        y = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels)
+        if y.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), got {y.shape}")
+        cond = y != probs.shape[1]  # the null label (num_classes) requests no class
+        acc = label_accuracy(probs[torch.from_numpy(cond)], y[cond]) if cond.any() else None
+    return {
+        "n": n,
+        "accuracy": acc,
+        "fid": frechet_distance(mu, cov, ref.mu, ref.cov),
+        "inception_score": inception_score(probs),
+        "precision": precision,
+        "recall": recall,
+        "reference": ref.name,
+        "n_reference": len(ref.features),
+    }
+
+
+_NPZ_HINT = ("expected images (uint8 N x 1 x 28 x 28), labels (int N) and w (float N), as "
+             "`minicfg sample --out FILE.npz` writes")
+_READ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile)
+
+
+def _one_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
+
+
+def load_samples(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read and check an NPZ of samples: ``images`` uint8 (N, 1, 28, 28), ``labels`` int (N,), ``w`` float (N,).
+
+    Any problem (not an NPZ, a missing key, a wrong dtype or shape) raises a one-line ValueError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no samples file at {path} (write one with `minicfg sample --out FILE.npz`)")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except _READ_ERRORS as err:
+        raise ValueError(f"{path} is not a readable .npz file ({_one_line(err)}); {_NPZ_HINT}") from err
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} holds a single array, not an .npz archive; {_NPZ_HINT}")
+    with npz:
+        missing = [key for key in ("images", "labels", "w") if key not in npz.files]
+        if missing:
+            raise ValueError(f"{path} lacks {', '.join(missing)} (it holds {', '.join(npz.files) or 'nothing'}); "
+                             f"{_NPZ_HINT}")
+        try:
+            images, labels, w = npz["images"], npz["labels"], npz["w"]
+        except _READ_ERRORS as err:
+            raise ValueError(f"{path} is corrupt ({_one_line(err)})") from err
+    if images.dtype != np.uint8:
+        raise ValueError(f"{path}: images must be uint8 (0..255), got {images.dtype}; {_NPZ_HINT}")
+    if images.ndim != 4 or images.shape[1:] != (1, 28, 28):
+        raise ValueError(f"{path}: images must have shape (N, 1, 28, 28) (MNIST), got {images.shape}")
+    n = images.shape[0]
+    if n == 0:
+        raise ValueError(f"{path} holds no samples")
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{path}: labels must be integers of shape ({n},), got {labels.dtype} {labels.shape}")
+    if labels.min() < 0 or labels.max() > 10:
+        raise ValueError(f"{path}: labels must lie in 0..9 (or 10, the null label), got {labels.min()}..{labels.max()}")
+    if w.shape != (n,) or not np.issubdtype(w.dtype, np.floating) or not np.isfinite(w).all():
+        raise ValueError(f"{path}: w must be finite floats of shape ({n},), got {w.dtype} {w.shape}")
+    return images, labels.astype(np.int64), w.astype(np.float64)
+
+
+def evaluate_npz(path, reference="test", evaluator=None, k: int = 3, disk_cache: bool = False) -> list[dict]:
+    """:func:`evaluate` for each value of ``w`` in a samples NPZ: one dict per w (key ``"w"`` added), by w."""
+    images, labels, w = load_samples(path)
+    model = _evaluator(evaluator)
+    return [{"w": float(v), **evaluate(images[w == v], labels[w == v], reference=reference, evaluator=model, k=k,
+                                      disk_cache=disk_cache)}
+            for v in np.unique(w)]
+
+
+def format_table(rows: list[dict]) -> str:
+    """A small text table of :func:`evaluate_npz` rows."""
+    head = f"{'w':>6} {'n':>6} {'accuracy':>9} {'cFID':>8} {'IS':>6} {'precision':>9} {'recall':>7}"
+    lines = [head]
+    for r in rows:
+        acc = "-" if r.get("accuracy") is None else f"{r['accuracy']:.3f}"
+        lines.append(f"{r['w']:>6g} {r['n']:>6d} {acc:>9} {r['fid']:>8.3f} {r['inception_score']:>6.2f} "
+                     f"{r['precision']:>9.3f} {r['recall']:>7.3f}")
+    return "\n".join(lines)
