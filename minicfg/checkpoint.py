@@ -30,7 +30,10 @@ __all__ = [
 ]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-SHIPPED = {"mnist": WEIGHTS_DIR / "mnist.safetensors"}
+SHIPPED = {
+    "mnist": WEIGHTS_DIR / "mnist.safetensors",
+    "mnist_classifier": WEIGHTS_DIR / "mnist_noisy_classifier.safetensors",
+}
 
 
 class CheckpointError(ValueError):

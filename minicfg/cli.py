@@ -80,7 +80,7 @@ def _cmd_train(args) -> None:
         recipe.update(minutes=args.minutes, steps=None)
     if args.steps is not None:
         recipe.update(steps=args.steps, minutes=None)
-    for key in ("p_uncond", "seed", "batch_size", "lr"):
+    for key in ("p_uncond", "seed", "batch_size", "lr"):  # options left unset keep the preset's value
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
     cfg = TrainConfig(dataset=args.dataset, bf16=args.bf16, checkpoint_every_s=args.checkpoint_every, **recipe)
@@ -90,9 +90,10 @@ def _cmd_train(args) -> None:
     t = time.perf_counter()
     trainer = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, command=command,
                     on_sample=None if args.no_preview else training_preview)
-    print(f"trained {trainer.step} steps in {time.perf_counter() - t:.0f} s; "
-          f"EMA weights: {Path(args.out) / 'ema.safetensors'}; sample them with "
-          f"`minicfg sample --checkpoint {Path(args.out) / 'ema.safetensors'} --out samples.png`")
+    ema = Path(args.out) / "ema.safetensors"
+    use = (f"sample them with `minicfg sample --checkpoint {ema} --out samples.png`" if cfg.objective == "eps"
+           else f"guide with them: `minicfg sample --guidance classifier --classifier {ema} --out samples.png`")
+    print(f"trained {trainer.step} steps in {time.perf_counter() - t:.0f} s; EMA weights: {ema}; {use}")
 
 
 def _cmd_sample(args) -> None:
@@ -103,8 +104,12 @@ def _cmd_sample(args) -> None:
     if out.suffix not in (".png", ".npz"):
         raise ValueError(f"--out must end in .png (a grid) or .npz (arrays), got {out.name!r}")
     model, meta = load_model(args.checkpoint)
+    classifier = None
+    if args.guidance == "classifier":
+        classifier, _ = load_model(args.classifier, dataset="mnist_classifier")
     panels = generate_grid(model, args.w, n_per_class=args.n_per_class, seed=args.seed, n_steps=args.steps,
-                           sampler=args.sampler, progress=not args.no_progress)
+                           sampler=args.sampler, progress=not args.no_progress, guidance=args.guidance,
+                           classifier=classifier, base=args.base)
     if out.suffix == ".png":
         save_grid(panels, args.n_per_class, out)
     else:
@@ -137,6 +142,25 @@ def _cmd_evaluate(args) -> None:
     print(format_table(rows))
 
 
+def _add_train_options(p: argparse.ArgumentParser, presets: list[str]) -> None:
+    p.add_argument("--dataset", choices=["mnist", "cifar10"], default="mnist", help="training data (default mnist)")
+    p.add_argument("--out", required=True, help="folder for checkpoints, log and samples")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=_positive_float, help="train for about this many minutes")
+    budget.add_argument("--steps", type=_positive_int, help="train for this many optimizer steps")
+    p.add_argument("--preset", choices=presets, default=presets[0],
+                   help="recipe (see minicfg.train.PRESETS): " + ", ".join(presets) + f" (default {presets[0]})")
+    p.add_argument("--seed", type=int, help="random seed (default 0); a run is reproducible from its seed")
+    p.add_argument("--batch-size", type=_positive_int, help="images per step (default 128)")
+    p.add_argument("--lr", type=_positive_float, help="peak learning rate (default from the preset)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (slower on CPUs without bf16 units)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    p.add_argument("--checkpoint-every", type=_positive_float, default=60.0,
+                   help="seconds between checkpoints (default 60): at most this much work is lost to a crash")
+    p.add_argument("--download", action="store_true", help="download the data set first if missing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minicfg",
@@ -155,25 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "Checkpoints are written atomically to OUT/checkpoint.safetensors every minute and on "
                        "Ctrl-C; continue an interrupted run with --resume. The EMA weights end in "
                        "OUT/ema.safetensors, a preview grid in OUT/samples.png, the loss in OUT/log.csv.")
-    p.add_argument("--dataset", choices=["mnist", "cifar10"], default="mnist", help="training data (default mnist)")
-    p.add_argument("--out", required=True, help="folder for checkpoints, log and samples")
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=_positive_float, help="train for about this many minutes")
-    budget.add_argument("--steps", type=_positive_int, help="train for this many optimizer steps")
-    p.add_argument("--preset", choices=["default", "live", "smoke"], default="default",
-                   help="recipe: default (the shipped weights), live (notebook 05, ~3 min), smoke (seconds)")
+    _add_train_options(p, presets=["default", "live", "smoke"])
     p.add_argument("--p-uncond", type=_probability, help="probability of dropping a label to null (default 0.1)")
-    p.add_argument("--seed", type=int, help="random seed (default 0); a run is reproducible from its seed")
-    p.add_argument("--batch-size", type=_positive_int, help="images per step (default 128)")
-    p.add_argument("--lr", type=_positive_float, help="peak learning rate (default 2e-3)")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (slower on CPUs without bf16 units)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
-    p.add_argument("--checkpoint-every", type=_positive_float, default=60.0,
-                   help="seconds between checkpoints (default 60): at most this much work is lost to a crash")
-    p.add_argument("--download", action="store_true", help="download the data set first if missing")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-preview", action="store_true", help="do not write OUT/samples.png during training")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("train-classifier", help="train the noisy classifier p(c | z_lam) for classifier guidance",
+                       description="Train a classifier of noised images at the log-SNRs the diffusion model sees "
+                       "(Dhariwal & Nichol 2021), with the same checkpoints, --resume and EMA as `minicfg train`. "
+                       "Its EMA weights end in OUT/ema.safetensors.")
+    _add_train_options(p, presets=["classifier"])
+    p.set_defaults(func=_cmd_train, p_uncond=None, no_preview=True)
 
     p = sub.add_parser("sample", help="draw guided samples into a PNG grid or an NPZ file",
                        description="Sample with classifier-free guidance eps~ = (1+w) eps(z,c) - w eps(z). "
@@ -186,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, default=50, help="sampling steps (default 50)")
     p.add_argument("--sampler", choices=["ancestral", "ddim"], default="ancestral",
                    help="ancestral (paper Alg. 2, v=0.3) or deterministic ddim")
+    p.add_argument("--guidance", choices=["cfg", "classifier"], default="cfg",
+                   help="cfg: classifier-free (default); classifier: the noisy classifier's gradient")
+    p.add_argument("--classifier", default=None,
+                   help="noisy classifier for --guidance classifier (default: the shipped MNIST one)")
+    p.add_argument("--base", choices=["uncond", "cond"], default="uncond",
+                   help="model guided by the classifier: unconditional (Dhariwal & Nichol, default) or conditional")
     p.add_argument("--seed", type=int, default=0, help="seed of the starting noise (default 0)")
     p.add_argument("--out", required=True, help="FILE.png for a grid, FILE.npz for images/labels/w arrays")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -9,7 +9,7 @@ import torch
 
 from . import samplers
 from .diffusion import check_labels
-from .guidance import cfg_eps_fn, check_w
+from .guidance import cfg_eps_fn, check_w, classifier_eps_fn
 from .schedules import sampling_lams
 
 __all__ = ["SAMPLERS", "generate", "generate_grid", "to_uint8", "save_grid", "save_npz", "class_labels"]
@@ -24,7 +24,10 @@ def class_labels(num_classes: int, n_per_class: int) -> torch.Tensor:
     return torch.arange(num_classes).repeat_interleave(n_per_class)
 
 
-@torch.inference_mode()
+GUIDANCE = ("cfg", "classifier")
+
+
+@torch.no_grad()  # not inference_mode: classifier guidance needs autograd for its gradient
 def generate(
     model,
     labels: torch.Tensor,
@@ -39,14 +42,26 @@ def generate(
     lam_min: float = -20.0,
     lam_max: float = 20.0,
     progress: bool = False,
+    guidance: str = "cfg",
+    classifier=None,
+    base: str = "uncond",
 ) -> torch.Tensor:
-    """Sample images for ``labels`` with classifier-free guidance of strength ``w`` (paper Alg. 2).
+    """Sample images for ``labels`` with guidance of strength ``w`` (paper Alg. 2).
 
-    The starting noise is drawn from ``seed`` (or given as ``noise``), so the same seed gives the same
-    starting noise for every ``w``. Returns images in [-1, 1] of shape (N, C, H, W).
+    ``guidance="cfg"`` is classifier-free guidance (paper Eq. 6); ``guidance="classifier"`` guides the
+    ``base`` model ("uncond": the null label, as in Dhariwal & Nichol; "cond": the labels) with the
+    gradient of the noisy ``classifier`` (paper Eq. 4). The starting noise is drawn from ``seed`` (or
+    given as ``noise``), so the same seed gives the same starting noise for every ``w``. Returns images
+    in [-1, 1] of shape (N, C, H, W).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    if guidance not in GUIDANCE:
+        raise ValueError(f"unknown guidance {guidance!r}; choose one of {GUIDANCE}")
+    if guidance == "classifier" and classifier is None:
+        raise ValueError("guidance='classifier' needs a noisy classifier (minicfg train-classifier)")
+    if base not in ("uncond", "cond"):
+        raise ValueError(f"base must be 'uncond' or 'cond', got {base!r}")
     cfg = model.config
     check_labels(labels, cfg.num_classes, allow_null=True)
     check_w(w)
@@ -65,7 +80,11 @@ def generate(
         sl = slice(start, start + batch_size)
         y = labels[sl].to(device)
         wb = w_all[sl].to(device) if w_all is not None else w
-        eps_fn = cfg_eps_fn(model, y, wb, cfg.num_classes)
+        if guidance == "cfg":
+            eps_fn = cfg_eps_fn(model, y, wb, cfg.num_classes)
+        else:
+            unguided = cfg_eps_fn(model, y, -1.0 if base == "uncond" else 0.0, cfg.num_classes)
+            eps_fn = classifier_eps_fn(unguided, classifier, y, wb)
         z = noise[sl].to(device)
         if sampler == "ancestral":
             g = torch.Generator(device=device).manual_seed(seed + 1 + start)
