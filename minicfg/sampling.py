@@ -12,7 +12,7 @@ from .diffusion import check_labels
 from .guidance import cfg_eps_fn, check_w, classifier_eps_fn
 from .schedules import sampling_lams
 
-__all__ = ["SAMPLERS", "generate", "generate_grid", "to_uint8", "save_grid", "save_npz", "class_labels"]
+__all__ = ["SAMPLERS", "generate", "generate_grid", "to_uint8", "grid_figure", "save_grid", "save_npz", "class_labels"]
 
 SAMPLERS = ("ancestral", "ddim")
 
@@ -106,18 +106,18 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
 
 
-def save_grid(panels: dict[float, torch.Tensor], n_per_class: int, path, title: str | None = None) -> Path:
-    """A PNG with one panel per ``w``; in each panel a row per class, the same noise in every panel."""
-    import matplotlib
+def grid_figure(panels: dict[float, torch.Tensor], n_per_class: int, title: str | None = None):
+    """A matplotlib Figure with one panel per ``w``; in each a row per class (shared noise across panels).
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    Built without pyplot, so it neither changes a notebook's backend nor needs closing; show it in a
+    notebook by leaving it as a cell's last expression, save it with ``fig.savefig``.
+    """
+    from matplotlib.figure import Figure
     from torchvision.utils import make_grid
 
-    path = Path(path)
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels) * n_per_class / 8 + 0.4, 2.6), dpi=110,
-                             squeeze=False)
-    for ax, (w, imgs) in zip(axes[0], panels.items(), strict=True):
+    fig = Figure(figsize=(2.2 * len(panels) * n_per_class / 8 + 0.4, 2.6), dpi=110)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (w, imgs) in zip(axes, panels.items(), strict=True):
         grid = make_grid((imgs.clamp(-1, 1) + 1) / 2, nrow=n_per_class, padding=1, pad_value=1.0)
         ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", interpolation="nearest")
         ax.set_title(f"w = {w:g}", fontsize=9)
@@ -125,9 +125,14 @@ def save_grid(panels: dict[float, torch.Tensor], n_per_class: int, path, title: 
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def save_grid(panels: dict[float, torch.Tensor], n_per_class: int, path, title: str | None = None) -> Path:
+    """Write :func:`grid_figure` as a PNG."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    grid_figure(panels, n_per_class, title).savefig(path)
     return path
 
 

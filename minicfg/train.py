@@ -79,7 +79,7 @@ OBJECTIVES = {"eps": "unet", "classifier": "noisy_classifier"}
 #: Named recipes: ``default`` is the shipped-weights recipe, ``live`` fits notebook 05's live run.
 PRESETS: dict[str, dict] = {
     "default": {"steps": 4000},
-    "live": {"steps": 1500, "ema_decay": 0.995, "warmup_steps": 100},
+    "live": {"steps": 1000, "ema_decay": 0.995, "warmup_steps": 100},
     "smoke": {"steps": 60, "ema_decay": 0.9, "warmup_steps": 10, "batch_size": 64},
     "classifier": {"objective": "classifier", "steps": 3000, "lr": 1e-3, "weight_decay": 0.05,
                    "model": {"channels": (32, 64), "blocks_per_level": 1}},
@@ -115,7 +115,7 @@ class Trainer:
         cfg.validate()
         self.cfg = cfg
         self.out = Path(out)
-        self.command = command or "python -c 'minicfg.train.train(...)'"
+        self.command = command or "minicfg.train.train(...) called from Python"
         torch.manual_seed(cfg.seed)
         c, h, w = IMAGE_SHAPES[cfg.dataset]
         self.model_config = {"arch": OBJECTIVES[cfg.objective], "image_channels": c, "image_size": h,
@@ -273,7 +273,7 @@ class Trainer:
         if new_log:
             writer.writerow(["step", "loss", "lr", "images_per_s", "elapsed_s"])
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, desc="train",
-                   dynamic_ncols=True, file=sys.stderr)
+                   dynamic_ncols=True, file=sys.stderr, mininterval=2.0)
         last_ckpt = last_sample = time.perf_counter()
         t_last, step_last, ema_loss = time.perf_counter(), self.step, None
         try:
