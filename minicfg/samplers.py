@@ -53,6 +53,7 @@ def ancestral(
     clip_x: tuple[float, float] | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    noise_scale: float = 1.0,
 ) -> torch.Tensor:
     """The paper's ancestral sampler (Ho & Salimans 2022, Alg. 2).
 
@@ -69,7 +70,11 @@ def ancestral(
         clip_x: optional (low, high) range for the x prediction.
         generator: torch.Generator for the noise (reproducible sampling).
         progress: show a tqdm bar.
+        noise_scale: multiplies the fresh noise of each step. 1 is the paper's sampler; below 1 is the naive
+            "low-temperature" sampling that the paper (Sec. 1) contrasts with guidance.
     """
+    if not 0.0 <= float(noise_scale) <= 1.0:
+        raise ValueError(f"noise_scale must lie in [0, 1] (1 = the paper's sampler), got {noise_scale}")
     lams = check_lams(lams).to(device=z.device, dtype=z.dtype)
     x = z
     n = lams.numel() - 1
@@ -81,7 +86,7 @@ def ancestral(
         mean, _ = posterior(z, x, lam, lam_next)
         std = reverse_variance(lam, lam_next, v).sqrt()
         noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-        z = mean + std * noise
+        z = mean + noise_scale * std * noise
     return x
 
 

@@ -22,10 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .diffusion import check_labels, expand_lam, posterior, reverse_variance, x_from_eps
+from .diffusion import check_labels, expand_lam
 from .guidance import cfg_eps_fn as _guidance_cfg_eps_fn
 from .guidance import check_w, classifier_guided_eps
-from .samplers import check_lams
 from .schedules import alpha_sigma
 
 __all__ = [
@@ -34,7 +33,6 @@ __all__ = [
     "eps_fn",
     "cfg_eps_fn",
     "classifier_eps_fn",
-    "ancestral_noise_scaled",
     "class_stats",
     "recorded",
 ]
@@ -382,40 +380,6 @@ def classifier_eps_fn(mixture: GaussianMixture, labels: torch.Tensor, w, base: s
 
 
 # --------------------------------------------------------------------------------------- teaching tools
-def ancestral_noise_scaled(
-    eps_fn,
-    z: torch.Tensor,
-    lams: torch.Tensor,
-    noise_scale: float,
-    v: float = 0.3,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Alg. 2 with its fresh noise multiplied by ``noise_scale``: naive "low-temperature" sampling.
-
-    Decreasing the reverse-process noise is one of the two naive ways to trade diversity for fidelity
-    that the paper (Sec. 1) cites as ineffective for diffusion models. ``noise_scale = 1`` reproduces
-    :func:`minicfg.samplers.ancestral` (same generator, same numbers); no clipping.
-    """
-    if not 0.0 <= float(noise_scale) <= 1.0:
-        raise ValueError(f"noise_scale must lie in [0, 1], got {noise_scale}")
-    lams = check_lams(lams).to(device=z.device, dtype=z.dtype)
-    x = z
-    n = lams.numel() - 1
-    for i in range(n):
-        lam_b = lams[i].expand(z.shape[0])
-        eps = eps_fn(z, lam_b)
-        if eps.shape != z.shape:
-            raise ValueError(f"eps_fn returned shape {tuple(eps.shape)} for z of shape {tuple(z.shape)}")
-        x = x_from_eps(z, lam_b, eps.to(z.dtype))
-        if i == n - 1:
-            break
-        mean, _ = posterior(z, x, lams[i], lams[i + 1])
-        std = reverse_variance(lams[i], lams[i + 1], v).sqrt()
-        noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-        z = mean + noise_scale * std * noise
-    return x
-
-
 def class_stats(mixture: GaussianMixture, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
     """How samples ``x`` (B, D) of classes ``labels`` (B,) sit relative to their own class, per class (K,).
 

@@ -205,10 +205,10 @@ def test_noise_scaled_ancestral(mix):
     lams = sampling_lams(30, dtype=DT)
     fn = toy.eps_fn(mix, labels)
     ref = ancestral(fn, z, lams, generator=torch.Generator().manual_seed(5))
-    same = toy.ancestral_noise_scaled(fn, z, lams, 1.0, generator=torch.Generator().manual_seed(5))
+    same = ancestral(fn, z, lams, noise_scale=1.0, generator=torch.Generator().manual_seed(5))
     torch.testing.assert_close(same, ref, rtol=0, atol=0)
     # no noise and exact scores: every sample lands on its class mean
-    cold = toy.ancestral_noise_scaled(fn, z, lams, 0.0)
+    cold = ancestral(fn, z, lams, noise_scale=0.0)
     torch.testing.assert_close(cold, mix.means[labels], rtol=0, atol=1e-3)
 
 
