@@ -3,7 +3,8 @@
 Usage: python bench/time_to_quality.py [--out runs/ttq] [--n-samples 5000] [--steps 50] [--w 0,0.1,0.3,1,2]
        python bench/time_to_quality.py --checkpoint minicfg/weights/mnist.safetensors   # skip training
 Prints the training wall time, then for each w: label accuracy, classifier FID, IS, precision, recall, and the
-same metrics for as many real training digits (the floor), all against the 10,000 test digits. Needs MNIST under $MINICFG_DATA.
+same metrics for as many real training digits (the floor), all against the 10,000 test digits.
+Needs MNIST under $MINICFG_DATA.
 """
 
 from __future__ import annotations
