@@ -109,6 +109,8 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 def grid_figure(panels: dict[float, torch.Tensor], n_per_class: int, title: str | None = None):
     """A matplotlib Figure with one panel per ``w``; in each a row per class (shared noise across panels).
 
+    Keys that are numbers are titled "w = ..."; other keys (e.g. "score x 2") are used as titles as given.
+
     Built without pyplot, so it neither changes a notebook's backend nor needs closing; show it in a
     notebook by leaving it as a cell's last expression, save it with ``fig.savefig``.
     """
@@ -120,7 +122,7 @@ def grid_figure(panels: dict[float, torch.Tensor], n_per_class: int, title: str 
     for ax, (w, imgs) in zip(axes, panels.items(), strict=True):
         grid = make_grid((imgs.clamp(-1, 1) + 1) / 2, nrow=n_per_class, padding=1, pad_value=1.0)
         ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", interpolation="nearest")
-        ax.set_title(f"w = {w:g}", fontsize=9)
+        ax.set_title(f"w = {w:g}" if isinstance(w, (int, float)) else str(w), fontsize=9)
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
