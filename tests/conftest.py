@@ -21,3 +21,12 @@ def mnist_small(mnist_test):
     g = torch.Generator().manual_seed(0)
     idx = torch.randperm(len(labels), generator=g)[:1024]
     return images[idx].clone(), labels[idx].clone()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors run faster on one thread than on two fighting for a shared core; restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
