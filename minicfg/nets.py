@@ -31,8 +31,18 @@ def lam_embedding(lam: torch.Tensor, dim: int, max_period: float = 1e3) -> torch
     return emb.to(lam.dtype) if lam.is_floating_point() else emb
 
 
+class _ArchConfig:
+    """What every architecture config shares: channel widths as a tuple, and a JSON-ready dict."""
+
+    def __post_init__(self):
+        self.channels = tuple(int(c) for c in self.channels)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 @dataclass
-class UNetConfig:
+class UNetConfig(_ArchConfig):
     """Architecture of :class:`UNet`; stored in every checkpoint's JSON config."""
 
     image_channels: int = 1
@@ -47,15 +57,12 @@ class UNetConfig:
     arch: str = field(default="unet", init=False)
 
     def __post_init__(self):
-        self.channels = tuple(int(c) for c in self.channels)
+        super().__post_init__()
         if self.image_size % (self.patch * 2 ** (len(self.channels) - 1)):
             raise ValueError(
                 f"image_size {self.image_size} must be divisible by patch * 2^(levels-1) = "
                 f"{self.patch * 2 ** (len(self.channels) - 1)}"
             )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class ResBlock(nn.Module):
@@ -159,7 +166,7 @@ class UNet(nn.Module):
 
 
 @dataclass
-class NoisyClassifierConfig:
+class NoisyClassifierConfig(_ArchConfig):
     """Architecture of :class:`NoisyClassifier`, the p(c | z_lam) of classifier guidance."""
 
     image_channels: int = 1
@@ -171,12 +178,6 @@ class NoisyClassifierConfig:
     emb_dim: int = 64
     groups: int = 8
     arch: str = field(default="noisy_classifier", init=False)
-
-    def __post_init__(self):
-        self.channels = tuple(int(c) for c in self.channels)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class NoisyClassifier(nn.Module):
