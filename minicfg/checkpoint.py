@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from .nets import build_model
 
@@ -59,17 +59,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def save_tensors(path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Atomically save ``tensors`` with the JSON-serialisable ``meta`` stored as metadata key ``meta``."""
-    path = Path(path)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o644)
-    try:
-        save_file(tensors, tmp, metadata={"meta": json.dumps(meta)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(Path(path), save(tensors, metadata={"meta": json.dumps(meta)}))
 
 
 def load_tensors(path) -> tuple[dict[str, torch.Tensor], dict]:
