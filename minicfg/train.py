@@ -162,7 +162,6 @@ class Trainer:
         }
 
     def save(self) -> Path:
-        self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / "checkpoint.safetensors"
         save_tensors(path, self.state_tensors(), self.meta())
         return path
@@ -299,12 +298,11 @@ class Trainer:
                     last_sample = now
         except KeyboardInterrupt:
             self.save()
-            bar.close()
-            log.close()
             print(f"\ninterrupted at step {self.step}: checkpoint saved, continue with --resume", file=sys.stderr)
             raise
-        bar.close()
-        log.close()
+        finally:
+            bar.close()
+            log.close()
         path = self.save()
         if self.step < self.total_steps:
             return path
