@@ -2,8 +2,9 @@
 
 Usage: python bench/time_to_quality.py [--out runs/ttq] [--n-samples 5000] [--steps 50] [--w 0,0.1,0.3,1,2]
        python bench/time_to_quality.py --checkpoint minicfg/weights/mnist.safetensors   # skip training
-Prints the training wall time, then for each w: label accuracy, classifier FID, IS, precision, recall, and the
-same metrics for as many real training digits (the floor), all against the 10,000 test digits.
+Prints the training wall time, the metrics of as many real training digits (the floor a perfect generator
+reaches), then for each w: label accuracy, classifier FID, IS, precision and recall, all against the 10,000
+test digits. The rows are kept in OUT/sweep.csv (`minicfg.sweep`), so an interrupted run resumes.
 Needs MNIST under $MINICFG_DATA.
 """
 
@@ -11,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
 from minicfg.checkpoint import load_model
 from minicfg.data import mnist
 from minicfg.metrics import evaluate, format_table
-from minicfg.sampling import class_labels, generate
+from minicfg.sweep import sweep
 from minicfg.train import PRESETS, TrainConfig, train
 
 
@@ -41,23 +43,15 @@ def main() -> None:
     else:
         checkpoint = args.checkpoint
     model, meta = load_model(checkpoint)
-    labels = class_labels(10, args.n_samples // 10)
-    rows = []
+    n = args.n_samples
     real = mnist(train=True).tensors[0]  # not the test digits: the reference must not contain them
-    g = torch.Generator().manual_seed(0)
-    floor = evaluate(real[torch.randperm(len(real), generator=g)[: len(labels)]])
+    floor = evaluate(real[torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[:n]])
     floor["w"] = float("nan")  # the row of real digits
     print("real training digits (the floor a perfect generator reaches), w shown as nan:")
     print(format_table([floor]), flush=True)
-    for w in (float(v) for v in args.w.split(",")):
-        t = time.perf_counter()
-        images = generate(model, labels, w, n_steps=args.steps, seed=1, progress=True)
-        row = evaluate(images, labels)
-        row["w"] = w
-        row["sample_s"] = round(time.perf_counter() - t, 1)
-        rows.append(row)
-        print(format_table(rows[-1:]), flush=True)
-    print(f"\n{checkpoint} (step {meta.get('step')}), {len(labels)} samples per w, {args.steps} ancestral steps")
+    rows = sweep(model, [float(v) for v in args.w.split(",")], n_per_class=n // 10, steps=args.steps,
+                 label=checkpoint, meta=meta, csv_path=Path(args.out) / "sweep.csv", progress=True)
+    print(f"\n{checkpoint} (step {meta.get('step')}), {n} samples per w, {args.steps} ancestral steps")
     print(format_table([floor] + rows))
 
 

@@ -46,6 +46,8 @@ def _checked(convert, ok, what: str):
 
 
 _positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
+_positive_ints = _checked(lambda t: [int(v) for v in t.split(",") if v.strip()], lambda v: v and min(v) >= 1,
+                          "comma-separated positive integers such as 16,32,64")
 _positive_float = _checked(float, lambda v: v > 0 and math.isfinite(v), "a positive number")
 _probability = _checked(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
 
@@ -130,6 +132,29 @@ def _cmd_evaluate(args) -> None:
     print(f"{args.samples}: classifier metrics vs the MNIST {args.reference} set "
           f"(accuracy: recognised as the requested label; cFID: lower is better; see docs/metrics.md)")
     print(format_table(rows))
+
+
+def _cmd_sweep(args) -> None:
+    from .checkpoint import load_model
+    from .sweep import best_row, paper_results, read_csv, sweep
+    from .sweep_plots import metrics_figure, tradeoff_figure
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, meta = load_model(args.checkpoint)
+    label = args.label or (str(args.checkpoint) if args.checkpoint else "shipped mnist")
+    csv_path = out / "sweep.csv"
+    rows = sweep(model, args.w, n_per_class=args.n_per_class, steps=args.steps, sampler=args.sampler,
+                 seed=args.seed, label=label, meta=meta, csv_path=csv_path, progress=not args.no_progress)
+    every = read_csv(csv_path)  # this sweep and any earlier ones written to the same folder
+    # one curve per setting: by the columns that differ between the rows, unless --by says otherwise
+    by = args.by or [c for c in ("label", "steps", "sampler") if len({r[c] for r in every}) > 1] or "label"
+    paper = None if args.paper == "none" else paper_results(int(args.paper))
+    tradeoff_figure(every, by=by, paper=paper).savefig(out / "fid_vs_is.png")
+    metrics_figure(every, by=by).savefig(out / "metrics_vs_w.png")
+    best = best_row(rows)
+    print(f"best cFID of this sweep: {best['fid']:.2f} at w={best['w']:g} ({best['steps']} steps); "
+          f"wrote {csv_path} ({len(every)} rows), {out / 'fid_vs_is.png'} and {out / 'metrics_vs_w.png'}")
 
 
 def _add_train_options(p: argparse.ArgumentParser, presets: list[str]) -> None:
@@ -226,6 +251,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-reference", action="store_true",
                    help="keep the reference features under $MINICFG_DATA/minicfg-cache for later runs")
     p.set_defaults(func=_cmd_evaluate)
+    p = sub.add_parser("sweep", help="sample and score at several w (and steps): CSV and FID-vs-IS plots",
+                       description="The paper's trade-off experiment (its Sec. 4, Figs. 4-5): for every w and number "
+                       "of sampling steps, sample N-PER-CLASS digits per class from the same starting noise and "
+                       "score them (docs/metrics.md). Writes OUT/sweep.csv (a row per point, written as each "
+                       "finishes; a rerun skips points already there, so an interrupted sweep resumes), "
+                       "OUT/fid_vs_is.png and OUT/metrics_vs_w.png. Sweeps of several models into the same OUT "
+                       "are plotted together.")
+    p.add_argument("--checkpoint", default=None, help="weights file or training folder (default: shipped MNIST)")
+    p.add_argument("--w", type=_w_list, default=[0.0, 0.1, 0.3, 0.5, 1.0, 2.0, 4.0],
+                   help="comma-separated guidance strengths (default 0,0.1,0.3,0.5,1,2,4)")
+    p.add_argument("--n-per-class", type=_positive_int, default=100,
+                   help="samples per class and point (default 100: 1,000 per point)")
+    p.add_argument("--steps", type=_positive_ints, default=[50],
+                   help="sampling steps, one number or a comma-separated list such as 16,32,64 (default 50)")
+    p.add_argument("--sampler", choices=["ancestral", "ddim"], default="ancestral", help="sampler (default ancestral)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the starting noise, shared by every point (default 1)")
+    p.add_argument("--label", default=None, help="name of this model in the CSV and plots (default: the checkpoint)")
+    p.add_argument("--by", choices=["label", "p_uncond", "steps"], default=None,
+                   help="one curve per value of this column (default: the columns among label, steps and "
+                   "sampler whose values differ between the rows)")
+    p.add_argument("--paper", choices=["1", "2", "none"], default="1",
+                   help="plot the paper's Table 1 (p_uncond, ImageNet 64) or 2 (steps, ImageNet 128) beside ours")
+    p.add_argument("--out", required=True, help="folder for sweep.csv and the figures")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_sweep)
     return parser
 
 

@@ -1,0 +1,157 @@
+"""The guidance sweep: samples at several w (and numbers of sampling steps), scored and kept as CSV rows.
+
+This is the experiment behind the paper's central result (Ho & Salimans 2022, Sec. 4.1-4.3, Tables 1-2,
+Figs. 4-5): as w grows, the Inception Score rises while FID first falls, then rises. :func:`sweep` draws
+``n_per_class`` samples per class for every (steps, w) from the same starting noise and scores them with
+:func:`minicfg.metrics.evaluate`. With ``csv_path`` every finished point is written at once (atomically),
+and a point already in the file with the same settings is read back instead of sampled again, so an
+interrupted sweep loses at most the point it was drawing. :func:`paper_results` gives the paper's
+published numbers for comparison; :mod:`minicfg.sweep_plots` draws both.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from importlib import resources
+from pathlib import Path
+
+from .checkpoint import atomic_write_bytes
+from .guidance import check_w
+from .metrics import evaluate
+from .sampling import SAMPLERS, class_labels, generate
+
+__all__ = ["FIELDS", "sweep", "read_csv", "write_csv", "paper_results", "best_row"]
+
+#: Columns of a sweep CSV: what was sampled (first eight), then what was measured.
+FIELDS = ("label", "p_uncond", "train_steps", "sampler", "steps", "seed", "n", "w",
+          "accuracy", "fid", "inception_score", "precision", "recall", "sample_s")
+_KEY = ("label", "sampler", "steps", "seed", "n", "w")  # a point is redone only if one of these differs
+_INT = ("train_steps", "steps", "seed", "n")
+_FLOAT = ("p_uncond", "w", "accuracy", "fid", "inception_score", "precision", "recall", "sample_s")
+
+
+def _parse(row: dict) -> dict:
+    out = {}
+    for k, v in row.items():
+        if k in _INT:
+            out[k] = int(v) if v not in ("", None) else None
+        elif k in _FLOAT:
+            out[k] = float(v) if v not in ("", None) else math.nan
+        else:
+            out[k] = v
+    return out
+
+
+def read_csv(path) -> list[dict]:
+    """Rows of a sweep CSV with numbers parsed (empty cells become None or nan). Lines starting with # are notes."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no sweep CSV at {path} (write one with `minicfg sweep --out {path.parent}`)")
+    lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    reader = csv.DictReader(lines)
+    if reader.fieldnames is None or not {"w", "fid", "inception_score"} <= set(reader.fieldnames):
+        raise ValueError(f"{path} is not a sweep CSV: its header must name w, fid and inception_score "
+                         f"(got {reader.fieldnames})")
+    try:
+        return [_parse(row) for row in reader]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path} has a malformed row ({err}); delete the row or the file and run again") from err
+
+
+def write_csv(rows: list[dict], path) -> Path:
+    """Write sweep rows (columns :data:`FIELDS`) atomically: a crash leaves the old file or the new one."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in FIELDS})
+    return atomic_write_bytes(Path(path), buf.getvalue().encode())
+
+
+def _same_point(a: dict, b: dict) -> bool:
+    return all(str(a.get(k)) == str(b.get(k)) if k in ("label", "sampler") else
+               math.isclose(float(a[k]), float(b[k]), abs_tol=1e-9) for k in _KEY)
+
+
+def _check_steps(steps) -> list[int]:
+    steps = [steps] if isinstance(steps, (int, float)) else list(steps)
+    if not steps or any(not isinstance(t, int) or isinstance(t, bool) or t < 1 for t in steps):
+        raise ValueError(f"steps must be positive integers (sampling steps per sample), got {steps}")
+    return steps
+
+
+def sweep(model, ws, n_per_class: int = 100, steps=50, sampler: str = "ancestral", seed: int = 1,
+          label: str = "model", meta: dict | None = None, csv_path=None, progress: bool = False,
+          evaluator=None, log=print) -> list[dict]:
+    """Sample and score ``model`` at every w in ``ws`` for every number of sampling steps in ``steps``.
+
+    Every point starts from the same noise (``seed``), so points differ only by w and steps. ``meta`` (the
+    checkpoint metadata from :func:`minicfg.checkpoint.load_model`) fills the columns ``p_uncond`` and
+    ``train_steps``. With ``csv_path``, rows of other labels or settings in that file are kept, points
+    already there are reused, and the file is rewritten after each new point. Returns this sweep's rows
+    (columns :data:`FIELDS`), in the order steps, then w.
+    """
+    ws = list(ws)
+    for w in ws:
+        check_w(w)
+    ws = [float(w) for w in ws]
+    steps = _check_steps(steps)
+    if not ws:
+        raise ValueError("give at least one w")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    if not isinstance(n_per_class, int) or n_per_class < 1:
+        raise ValueError(f"n_per_class must be a positive integer, got {n_per_class!r}")
+    labels = class_labels(model.config.num_classes, n_per_class)
+    if len(labels) <= 3:
+        raise ValueError(f"{len(labels)} samples per point are too few for precision/recall; raise n_per_class")
+    train = (meta or {}).get("train", {})
+    kept = read_csv(csv_path) if csv_path is not None and Path(csv_path).is_file() else []
+    rows = []
+    for n_steps in steps:
+        for w in ws:
+            point = {"label": label, "p_uncond": train.get("p_uncond"), "train_steps": (meta or {}).get("step"),
+                     "sampler": sampler, "steps": n_steps, "seed": seed, "n": len(labels), "w": w}
+            done = next((r for r in kept if _same_point(r, point)), None)
+            if done is not None:
+                rows.append(done)
+                log(f"{label}: w={w:g}, {n_steps} steps: already in {csv_path}")
+                continue
+            t = time.perf_counter()
+            images = generate(model, labels, w, n_steps=n_steps, sampler=sampler, seed=seed, progress=progress)
+            scores = evaluate(images, labels, evaluator=evaluator)
+            row = {**point, **{k: scores[k] for k in ("accuracy", "fid", "inception_score", "precision", "recall")},
+                   "sample_s": round(time.perf_counter() - t, 1)}
+            rows.append(row)
+            kept.append(row)
+            if csv_path is not None:
+                write_csv(kept, csv_path)
+            log(f"{label}: w={w:g}, {n_steps} steps: accuracy {row['accuracy']:.3f}, cFID {row['fid']:.2f}, "
+                f"IS {row['inception_score']:.2f}, precision {row['precision']:.3f}, recall {row['recall']:.3f} "
+                f"({row['sample_s']:.0f} s)")
+    return rows
+
+
+def best_row(rows: list[dict], key: str = "fid") -> dict:
+    """The row with the lowest ``key`` (the best-FID point of a sweep by default)."""
+    finite = [r for r in rows if r.get(key) is not None and math.isfinite(r[key])]
+    if not finite:
+        raise ValueError(f"no row has a finite {key}")
+    return min(finite, key=lambda r: r[key])
+
+
+def paper_results(table: int | None = None) -> list[dict]:
+    """The paper's published FID and IS (Ho & Salimans 2022, Table 1: ImageNet 64x64 by ``p_uncond``;
+    Table 2: ImageNet 128x128 by sampling steps). Rows: table, dataset, setting, value, w, fid, inception_score.
+    """
+    if table not in (None, 1, 2):
+        raise ValueError(f"the paper has Tables 1 and 2 of FID/IS results, got table={table!r}")
+    text = resources.files("minicfg").joinpath("reference/cfg_paper_tables.csv").read_text()
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    rows = [{"table": int(r["table"]), "dataset": r["dataset"], "setting": r["setting"], "value": float(r["value"]),
+             "w": float(r["w"]), "fid": float(r["fid"]), "inception_score": float(r["inception_score"])}
+            for r in csv.DictReader(lines)]
+    return [r for r in rows if table is None or r["table"] == table]

@@ -1,0 +1,159 @@
+"""The guidance sweep: rows, CSV resume after an interruption, bad input, the paper's tables, the figures."""
+
+import math
+
+import numpy as np
+import pytest
+
+from minicfg import cli
+from minicfg import sweep as sweep_module
+from minicfg.checkpoint import load_model
+from minicfg.metrics import evaluate
+from minicfg.sampling import class_labels, generate
+from minicfg.sweep import best_row, paper_results, read_csv, sweep, write_csv
+from minicfg.sweep_plots import group_rows, metrics_figure, tradeoff_figure
+
+
+@pytest.fixture(scope="module")
+def shipped(one_thread):
+    return load_model()
+
+
+def _quiet(*_):
+    pass
+
+
+def test_sweep_rows_match_direct_sampling_and_scoring(shipped, mnist_test):
+    model, meta = shipped
+    rows = sweep(model, [0, 2], n_per_class=1, steps=[3], meta=meta, label="m", log=_quiet)
+    assert [(r["w"], r["steps"], r["n"], r["label"]) for r in rows] == [(0.0, 3, 10, "m"), (2.0, 3, 10, "m")]
+    assert rows[0]["p_uncond"] == meta["train"]["p_uncond"] and rows[0]["train_steps"] == meta["step"]
+    labels = class_labels(10, 1)
+    direct = evaluate(generate(model, labels, 2.0, n_steps=3, seed=1), labels)
+    for key in ("accuracy", "fid", "inception_score", "precision", "recall"):
+        assert rows[1][key] == pytest.approx(direct[key], rel=1e-6, abs=1e-9)
+    assert best_row(rows)["fid"] == min(r["fid"] for r in rows)
+
+
+def test_interrupted_sweep_resumes_from_its_csv(shipped, mnist_test, tmp_path, monkeypatch):
+    model, meta = shipped
+    path = tmp_path / "sweep.csv"
+    write_csv([{"label": "other model", "w": 9.0, "steps": 3, "n": 10, "seed": 1, "sampler": "ancestral",
+                "fid": 1.0, "inception_score": 2.0}], path)
+    real_generate = sweep_module.generate
+    calls = []
+
+    def generate_then_interrupt(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C while the second point samples
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "generate", generate_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(model, [0, 1], n_per_class=1, steps=3, meta=meta, label="m", csv_path=path, log=_quiet)
+    saved = read_csv(path)
+    assert [(r["label"], r["w"]) for r in saved] == [("other model", 9.0), ("m", 0.0)]
+
+    calls.clear()
+    rows = sweep(model, [0, 1], n_per_class=1, steps=3, meta=meta, label="m", csv_path=path, log=_quiet)
+    assert calls == [1.0]  # w = 0 was read back, only w = 1 was sampled
+    assert rows[0] == saved[1]
+    assert [(r["label"], r["w"]) for r in read_csv(path)] == [("other model", 9.0), ("m", 0.0), ("m", 1.0)]
+
+    calls.clear()  # another seed is another point
+    sweep(model, [0], n_per_class=1, steps=3, seed=2, label="m", csv_path=path, log=_quiet)
+    assert calls == [0.0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"ws": [0, 150]}, "outside"),
+        ({"ws": [math.nan]}, "finite"),
+        ({"ws": []}, "at least one w"),
+        ({"steps": [0]}, "positive integers"),
+        ({"steps": 2.5}, "positive integers"),
+        ({"sampler": "euler"}, "unknown sampler"),
+        ({"n_per_class": 0}, "positive integer"),
+    ],
+)
+def test_sweep_rejects_bad_input(shipped, kwargs, message):
+    args = {"ws": [0], "steps": 2, "n_per_class": 1, **kwargs}
+    ws = args.pop("ws")
+    with pytest.raises(ValueError, match=message):
+        sweep(shipped[0], ws, log=_quiet, **args)
+
+
+def test_read_csv_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="minicfg sweep"):
+        read_csv(tmp_path / "missing.csv")
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a sweep CSV"):
+        read_csv(other)
+    broken = tmp_path / "broken.csv"
+    broken.write_text("w,fid,inception_score,steps\n0,1.0,2.0,fifty\n")
+    with pytest.raises(ValueError, match="malformed row"):
+        read_csv(broken)
+
+
+def test_paper_tables_as_transcribed_agree_with_the_papers_text():
+    t1, t2 = paper_results(1), paper_results(2)
+    assert len(t1) == len(t2) == 3 * 14 and len(paper_results()) == 84
+    for table in (t1, t2):
+        for group in group_rows(table, "value").values():
+            ws = [r["w"] for r in group]
+            assert ws[0] == 0.0 and ws[-1] == 4.0
+            # Sec. 4.1: IS rises with w throughout
+            assert all(np.diff([r["inception_score"] for r in group]) > 0)
+    # Sec. 4.2: best FID at w = 0.1 on 64x64 for p_uncond 0.1 and 0.2; p_uncond = 0.5 is worse at the frontier
+    by_p = group_rows(t1, "value")
+    assert best_row(by_p[0.1])["w"] == best_row(by_p[0.2])["w"] == 0.1
+    assert best_row(by_p[0.5])["fid"] > max(best_row(by_p[0.1])["fid"], best_row(by_p[0.2])["fid"])
+    # Sec. 4.3: 256 steps about as good as 1024, 128 clearly worse; best FID near w = 0.3 on 128x128
+    by_t = group_rows(t2, "value")
+    assert best_row(by_t[256.0])["w"] == 0.3
+    assert best_row(by_t[128.0])["fid"] > best_row(by_t[256.0])["fid"] + 0.5
+    assert abs(best_row(by_t[1024.0])["fid"] - best_row(by_t[256.0])["fid"]) < 0.1
+    with pytest.raises(ValueError, match="Tables 1 and 2"):
+        paper_results(3)
+
+
+def test_figures_draw_one_curve_per_group():
+    rows = [{"label": lab, "steps": t, "w": w, "fid": 10 - w + t / 100, "inception_score": 5 + w, "accuracy": 0.9,
+             "precision": 0.8, "recall": 0.7} for lab in ("a", "b") for t in (16, 32) for w in (1.0, 0.0)]
+    groups = group_rows(rows, ("label", "steps"))
+    assert list(groups) == [("a", 16), ("a", 32), ("b", 16), ("b", 32)]
+    assert all([r["w"] for r in g] == [0.0, 1.0] for g in groups.values())
+    fig = tradeoff_figure(rows, by=("label", "steps"), paper=paper_results(2))
+    ours, theirs = fig.axes
+    assert len(ours.lines) == 4 and len(theirs.lines) == 3
+    assert [t.get_text() for t in theirs.get_legend().get_texts()] == ["steps = 128", "steps = 256", "steps = 1024"]
+    assert len(metrics_figure(rows, by="label").axes) == 4
+
+
+def test_cli_sweep_writes_csv_and_figures(tmp_path, mnist_test):
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", "--w", "0,1", "--n-per-class", "1", "--steps", "2,3", "--out", str(out),
+                     "--no-progress", "--paper", "2"]) == 0
+    rows = read_csv(out / "sweep.csv")
+    assert sorted((r["steps"], r["w"]) for r in rows) == [(2, 0.0), (2, 1.0), (3, 0.0), (3, 1.0)]
+    assert all(r["label"] == "shipped mnist" and r["n"] == 10 for r in rows)
+    for name in ("fid_vs_is.png", "metrics_vs_w.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sweep", "--steps", "16,0", "--out", "o"], "comma-separated positive integers"),
+        (["sweep", "--steps", "x", "--out", "o"], "comma-separated positive integers"),
+        (["sweep", "--w", "0,inf", "--out", "o"], "finite"),
+    ],
+)
+def test_cli_sweep_bad_options(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
