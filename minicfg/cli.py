@@ -148,13 +148,16 @@ def _cmd_sweep(args) -> None:
                  seed=args.seed, label=label, meta=meta, csv_path=csv_path, progress=not args.no_progress)
     every = read_csv(csv_path)  # this sweep and any earlier ones written to the same folder
     # one curve per setting: by the columns that differ between the rows, unless --by says otherwise
-    by = args.by or [c for c in ("label", "steps", "sampler") if len({r[c] for r in every}) > 1] or "label"
+    varies = [c for c in ("label", "steps", "sampler", "w") if len({r[c] for r in every}) > 1]
+    by = args.by or [c for c in varies if c != "w"] or "label"
     paper = None if args.paper == "none" else paper_results(int(args.paper))
     tradeoff_figure(every, by=by, paper=paper).savefig(out / "fid_vs_is.png")
-    metrics_figure(every, by=by).savefig(out / "metrics_vs_w.png")
+    # a steps ablation is drawn against the number of steps, one line per w (and model)
+    x, x_by = ("steps", [c for c in varies if c != "steps"] or "label") if "steps" in varies else ("w", by)
+    metrics_figure(every, by=x_by, x=x).savefig(out / f"metrics_vs_{x}.png")
     best = best_row(rows)
     print(f"best cFID of this sweep: {best['fid']:.2f} at w={best['w']:g} ({best['steps']} steps); "
-          f"wrote {csv_path} ({len(every)} rows), {out / 'fid_vs_is.png'} and {out / 'metrics_vs_w.png'}")
+          f"wrote {csv_path} ({len(every)} rows), {out / 'fid_vs_is.png'} and {out / f'metrics_vs_{x}.png'}")
 
 
 def _add_train_options(p: argparse.ArgumentParser, presets: list[str]) -> None:
@@ -256,8 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "of sampling steps, sample N-PER-CLASS digits per class from the same starting noise and "
                        "score them (docs/metrics.md). Writes OUT/sweep.csv (a row per point, written as each "
                        "finishes; a rerun skips points already there, so an interrupted sweep resumes), "
-                       "OUT/fid_vs_is.png and OUT/metrics_vs_w.png. Sweeps of several models into the same OUT "
-                       "are plotted together.")
+                       "OUT/fid_vs_is.png and OUT/metrics_vs_w.png (metrics_vs_steps.png when several numbers of "
+                       "steps are swept). Sweeps of several models into the same OUT are plotted together.")
     p.add_argument("--checkpoint", default=None, help="weights file or training folder (default: shipped MNIST)")
     p.add_argument("--w", type=_w_list, default=[0.0, 0.1, 0.3, 0.5, 1.0, 2.0, 4.0],
                    help="comma-separated guidance strengths (default 0,0.1,0.3,0.5,1,2,4)")

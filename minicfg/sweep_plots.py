@@ -76,21 +76,26 @@ def tradeoff_figure(rows: list[dict], by="label", paper: list[dict] | None = Non
     return fig
 
 
-def metrics_figure(rows: list[dict], by="label", metrics=("accuracy", "fid", "precision", "recall")):
-    """Each metric against w (symmetric-log axis, so w = 0 shows), one line per value of ``by``."""
+def metrics_figure(rows: list[dict], by="label", metrics=("accuracy", "fid", "precision", "recall"), x: str = "w"):
+    """Each metric against ``x`` (w on a symmetric-log axis so that w = 0 shows, or "steps" on a log axis),
+    one line per value of ``by``."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(2.6 * len(metrics), 2.9), dpi=110)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics, strict=True):
         for value, group in group_rows(rows, by).items():
-            ax.plot([r["w"] for r in group], [r[metric] for r in group], marker="o", ms=3, lw=1.2,
+            group = sorted(group, key=lambda r: r[x])
+            ax.plot([r[x] for r in group], [r[metric] for r in group], marker="o", ms=3, lw=1.2,
                     label=_legend(by, value))
-        ax.set_xscale("symlog", linthresh=0.1, linscale=0.5)
-        ticks = sorted({r["w"] for r in rows})
+        if x == "w":
+            ax.set_xscale("symlog", linthresh=0.1, linscale=0.5)
+        else:
+            ax.set_xscale("log", base=2)
+        ticks = sorted({r[x] for r in rows})
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=7)
         ax.minorticks_off()
-        ax.set_xlabel("w")
+        ax.set_xlabel("sampling steps" if x == "steps" else x)
         ax.set_title(_NAMES[metric], fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)

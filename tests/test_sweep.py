@@ -131,6 +131,8 @@ def test_figures_draw_one_curve_per_group():
     assert len(ours.lines) == 4 and len(theirs.lines) == 3
     assert [t.get_text() for t in theirs.get_legend().get_texts()] == ["steps = 128", "steps = 256", "steps = 1024"]
     assert len(metrics_figure(rows, by="label").axes) == 4
+    by_w = metrics_figure(rows, by="w", x="steps").axes[0]
+    assert len(by_w.lines) == 2 and list(by_w.lines[0].get_xdata()) == [16, 16, 32, 32]
 
 
 def test_cli_sweep_writes_csv_and_figures(tmp_path, mnist_test):
@@ -140,7 +142,7 @@ def test_cli_sweep_writes_csv_and_figures(tmp_path, mnist_test):
     rows = read_csv(out / "sweep.csv")
     assert sorted((r["steps"], r["w"]) for r in rows) == [(2, 0.0), (2, 1.0), (3, 0.0), (3, 1.0)]
     assert all(r["label"] == "shipped mnist" and r["n"] == 10 for r in rows)
-    for name in ("fid_vs_is.png", "metrics_vs_w.png"):
+    for name in ("fid_vs_is.png", "metrics_vs_steps.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
 
 
