@@ -15,6 +15,7 @@ import csv
 import io
 import math
 import time
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -83,9 +84,12 @@ def _check_steps(steps) -> list[int]:
     return steps
 
 
+_say = partial(print, flush=True)  # progress lines reach a log file at once
+
+
 def sweep(model, ws, n_per_class: int = 100, steps=50, sampler: str = "ancestral", seed: int = 1,
           label: str = "model", meta: dict | None = None, csv_path=None, progress: bool = False,
-          evaluator=None, log=print) -> list[dict]:
+          evaluator=None, log=_say) -> list[dict]:
     """Sample and score ``model`` at every w in ``ws`` for every number of sampling steps in ``steps``.
 
     Every point starts from the same noise (``seed``), so points differ only by w and steps. ``meta`` (the
