@@ -95,8 +95,9 @@ def sweep(model, ws, n_per_class: int = 100, steps=50, sampler: str = "ancestral
     Every point starts from the same noise (``seed``), so points differ only by w and steps. ``meta`` (the
     checkpoint metadata from :func:`minicfg.checkpoint.load_model`) fills the columns ``p_uncond`` and
     ``train_steps``. With ``csv_path``, rows of other labels or settings in that file are kept, points
-    already there are reused, and the file is rewritten after each new point. Returns this sweep's rows
-    (columns :data:`FIELDS`), in the order steps, then w.
+    already there are reused, and each new point is added to the file as soon as it is scored (the file is
+    read again just before, so another sweep writing to it at the same time keeps its rows). Returns this
+    sweep's rows (columns :data:`FIELDS`), in the order steps, then w.
     """
     ws = list(ws)
     for w in ws:
@@ -130,9 +131,9 @@ def sweep(model, ws, n_per_class: int = 100, steps=50, sampler: str = "ancestral
             row = {**point, **{k: scores[k] for k in ("accuracy", "fid", "inception_score", "precision", "recall")},
                    "sample_s": round(time.perf_counter() - t, 1)}
             rows.append(row)
-            kept.append(row)
-            if csv_path is not None:
-                write_csv(kept, csv_path)
+            if csv_path is not None:  # re-read first: another sweep may have added rows meanwhile
+                on_disk = read_csv(csv_path) if Path(csv_path).is_file() else []
+                write_csv([r for r in on_disk if not _same_point(r, row)] + [row], csv_path)
             log(f"{label}: w={w:g}, {n_steps} steps: accuracy {row['accuracy']:.3f}, cFID {row['fid']:.2f}, "
                 f"IS {row['inception_score']:.2f}, precision {row['precision']:.3f}, recall {row['recall']:.3f} "
                 f"({row['sample_s']:.0f} s)")

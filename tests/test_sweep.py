@@ -66,6 +66,23 @@ def test_interrupted_sweep_resumes_from_its_csv(shipped, mnist_test, tmp_path, m
     assert calls == [0.0]
 
 
+def test_rows_another_sweep_writes_meanwhile_are_kept(shipped, mnist_test, tmp_path, monkeypatch):
+    model, meta = shipped
+    path = tmp_path / "sweep.csv"
+    real_generate = sweep_module.generate
+    other = {"label": "other", "w": 0.5, "steps": 3, "n": 10, "seed": 1, "sampler": "ancestral", "fid": 1.0,
+             "inception_score": 2.0}
+
+    def generate_while_another_sweep_writes(*args, **kwargs):
+        if args[2] == 1.0:  # while this sweep samples its second point, another process adds a row
+            write_csv(read_csv(path) + [other], path)
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "generate", generate_while_another_sweep_writes)
+    sweep(model, [0, 1], n_per_class=1, steps=3, meta=meta, label="m", csv_path=path, log=_quiet)
+    assert [(r["label"], r["w"]) for r in read_csv(path)] == [("m", 0.0), ("other", 0.5), ("m", 1.0)]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
