@@ -151,7 +151,7 @@ def _cmd_sweep(args) -> None:
     varies = [c for c in ("label", "steps", "sampler", "w") if len({r[c] for r in every}) > 1]
     by = args.by or [c for c in varies if c != "w"] or "label"
     paper = None if args.paper == "none" else paper_results(int(args.paper))
-    tradeoff_figure(every, by=by, paper=paper).savefig(out / "fid_vs_is.png")
+    tradeoff_figure(every, by=by, paper=paper, is_max=model.config.num_classes).savefig(out / "fid_vs_is.png")
     # a steps ablation is drawn against the number of steps, one line per w (and model)
     x, x_by = ("steps", [c for c in varies if c != "steps"] or "label") if "steps" in varies else ("w", by)
     metrics_figure(every, by=x_by, x=x).savefig(out / f"metrics_vs_{x}.png")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
+
 __all__ = ["tradeoff_figure", "metrics_figure", "group_rows"]
 
 _NAMES = {"fid": "FID (lower is better)", "inception_score": "IS (higher is better)", "accuracy": "accuracy",
@@ -56,18 +58,38 @@ def _curves(ax, rows: list[dict], by, title: str) -> None:
     ax.grid(alpha=0.3)
 
 
+def _stretch_towards(ax, is_max: float, values) -> None:
+    """An IS axis on which the distance to ``is_max`` is logarithmic, so points near the maximum separate."""
+    def forward(x):
+        return -np.log10(np.clip(is_max - np.asarray(x, dtype=float), 1e-4, None))
+
+    def inverse(y):
+        return is_max - 10.0 ** (-np.asarray(y, dtype=float))
+
+    ax.set_xscale("function", functions=(forward, inverse))
+    lo = min(values)
+    ticks = [t for t in (1, 2, 5, 8, 9, 9.5, 9.8, 9.9, 9.95, 9.98, 9.99) if lo - 0.5 <= t * is_max / 10 < is_max]
+    ax.set_xticks([t * is_max / 10 for t in ticks], [f"{t * is_max / 10:g}" for t in ticks], fontsize=7)
+    ax.minorticks_off()
+    ax.set_xlabel(f"IS (higher is better; the axis stretches towards its maximum {is_max:g})")
+
+
 def tradeoff_figure(rows: list[dict], by="label", paper: list[dict] | None = None,
-                    title: str = "MNIST (classifier features)"):
+                    title: str = "MNIST (classifier features)", is_max: float | None = None):
     """FID against IS (the paper's Figs. 4-5): one curve per value of ``by`` (a column or several), points in w order.
 
     With ``paper`` (rows of :func:`minicfg.sweep.paper_results` for one table) a second panel shows the
     published curves beside ours: compare shapes, not numbers (different data, network and feature space).
+    IS cannot exceed the number of classes; with ``is_max`` (e.g. 10 for MNIST) our IS axis is stretched
+    logarithmically towards it, so that the points of large w, all close to the maximum, stay apart.
     """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9.5 if paper else 5.0, 3.8), dpi=110)
     axes = fig.subplots(1, 2 if paper else 1, squeeze=False)[0]
     _curves(axes[0], rows, by, title)
+    if is_max is not None:
+        _stretch_towards(axes[0], is_max, [r["inception_score"] for r in rows])
     if paper:
         first = paper[0]
         named = [{**r, r["setting"]: r["value"]} for r in paper]  # e.g. a column "p_uncond" for the legend

@@ -148,6 +148,11 @@ def test_figures_draw_one_curve_per_group():
     assert len(ours.lines) == 4 and len(theirs.lines) == 3
     assert [t.get_text() for t in theirs.get_legend().get_texts()] == ["steps = 128", "steps = 256", "steps = 1024"]
     assert len(metrics_figure(rows, by="label").axes) == 4
+    stretched = tradeoff_figure(rows, is_max=10).axes[0]
+    assert stretched.get_xscale() == "function"
+    # the gap to the maximum is logarithmic: IS 9 -> 9.9 spans as much axis as 9.9 -> 9.99
+    to_axis = stretched.xaxis.get_transform().transform
+    assert np.diff(to_axis(np.array([9.0, 9.9, 9.99]))) == pytest.approx([1.0, 1.0])
     by_w = metrics_figure(rows, by="w", x="steps").axes[0]
     assert len(by_w.lines) == 2 and list(by_w.lines[0].get_xdata()) == [16, 16, 32, 32]
 
