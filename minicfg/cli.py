@@ -148,7 +148,7 @@ def _cmd_sweep(args) -> None:
                  seed=args.seed, label=label, meta=meta, csv_path=csv_path, progress=not args.no_progress)
     every = read_csv(csv_path)  # this sweep and any earlier ones written to the same folder
     # one curve per setting: by the columns that differ between the rows, unless --by says otherwise
-    varies = [c for c in ("label", "steps", "sampler", "w") if len({r[c] for r in every}) > 1]
+    varies = [c for c in ("label", "steps", "sampler", "seed", "w") if len({r[c] for r in every}) > 1]
     by = args.by or [c for c in varies if c != "w"] or "label"
     paper = None if args.paper == "none" else paper_results(int(args.paper))
     tradeoff_figure(every, by=by, paper=paper, is_max=model.config.num_classes).savefig(out / "fid_vs_is.png")
@@ -271,9 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=["ancestral", "ddim"], default="ancestral", help="sampler (default ancestral)")
     p.add_argument("--seed", type=int, default=1, help="seed of the starting noise, shared by every point (default 1)")
     p.add_argument("--label", default=None, help="name of this model in the CSV and plots (default: the checkpoint)")
-    p.add_argument("--by", choices=["label", "p_uncond", "steps"], default=None,
-                   help="one curve per value of this column (default: the columns among label, steps and "
-                   "sampler whose values differ between the rows)")
+    p.add_argument("--by", choices=["label", "p_uncond", "steps", "seed"], default=None,
+                   help="one curve per value of this column (default: the columns among label, steps, sampler "
+                   "and seed whose values differ between the rows)")
     p.add_argument("--paper", choices=["1", "2", "none"], default="1",
                    help="plot the paper's Table 1 (p_uncond, ImageNet 64) or 2 (steps, ImageNet 128) beside ours")
     p.add_argument("--out", required=True, help="folder for sweep.csv and the figures")
