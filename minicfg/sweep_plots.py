@@ -23,13 +23,17 @@ def _keys(by) -> tuple[str, ...]:
 def group_rows(rows: list[dict], by="label") -> dict:
     """Rows grouped by the value of ``by``, a column or several (e.g. "label", ("label", "steps")).
 
-    Keys are the values (a tuple of them for several columns); each group is sorted by w.
+    Keys are the values (a tuple of them for several columns), in sorted order; each group is sorted by w.
     """
     keys = _keys(by)
     groups = defaultdict(list)
     for row in rows:
         groups[row[keys[0]] if len(keys) == 1 else tuple(row[k] for k in keys)].append(row)
-    return {k: sorted(v, key=lambda r: r["w"]) for k, v in groups.items()}
+    try:  # curves in the order of their settings (16 before 32 steps), whatever the order of the rows
+        keys = sorted(groups)
+    except TypeError:  # values of mixed types: keep the order of first appearance
+        keys = list(groups)
+    return {k: sorted(groups[k], key=lambda r: r["w"]) for k in keys}
 
 
 def _legend(by, value) -> str:

@@ -140,7 +140,7 @@ def test_paper_tables_as_transcribed_agree_with_the_papers_text():
 def test_figures_draw_one_curve_per_group():
     rows = [{"label": lab, "steps": t, "w": w, "fid": 10 - w + t / 100, "inception_score": 5 + w, "accuracy": 0.9,
              "precision": 0.8, "recall": 0.7} for lab in ("a", "b") for t in (16, 32) for w in (1.0, 0.0)]
-    groups = group_rows(rows, ("label", "steps"))
+    groups = group_rows(rows[::-1], ("label", "steps"))  # sorted by setting, whatever the order of the rows
     assert list(groups) == [("a", 16), ("a", 32), ("b", 16), ("b", 32)]
     assert all([r["w"] for r in g] == [0.0, 1.0] for g in groups.values())
     fig = tradeoff_figure(rows, by=("label", "steps"), paper=paper_results(2))
