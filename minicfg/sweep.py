@@ -73,8 +73,17 @@ def write_csv(rows: list[dict], path) -> Path:
 
 
 def _same_point(a: dict, b: dict) -> bool:
-    return all(str(a.get(k)) == str(b.get(k)) if k in ("label", "sampler") else
-               math.isclose(float(a[k]), float(b[k]), abs_tol=1e-9) for k in _KEY)
+    """Whether two rows are the same sweep point; a row that lacks a setting (a hand-made CSV) matches nothing."""
+    for k in _KEY:
+        x, y = a.get(k), b.get(k)
+        if x is None or y is None:
+            return False
+        if k in ("label", "sampler"):
+            if str(x) != str(y):
+                return False
+        elif not math.isclose(float(x), float(y), abs_tol=1e-9):
+            return False
+    return True
 
 
 def _check_steps(steps) -> list[int]:

@@ -62,6 +62,8 @@ def test_interrupted_sweep_resumes_from_its_csv(shipped, mnist_test, tmp_path, m
     assert [(r["label"], r["w"]) for r in read_csv(path)] == [("other model", 9.0), ("m", 0.0), ("m", 1.0)]
 
     calls.clear()  # another seed is another point
+    with path.open("a") as f:  # and a hand-made row without the settings matches no point
+        f.write("m,,,ancestral,,,,0.0,,3.0,4.0,,,\n")
     sweep(model, [0], n_per_class=1, steps=3, seed=2, label="m", csv_path=path, log=_quiet)
     assert calls == [0.0]
 
