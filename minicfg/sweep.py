@@ -34,6 +34,11 @@ _INT = ("train_steps", "steps", "seed", "n")
 _FLOAT = ("p_uncond", "w", "accuracy", "fid", "inception_score", "precision", "recall", "sample_s")
 
 
+def _data_lines(text: str) -> list[str]:
+    """The lines of a CSV text without blank lines and ``#`` notes."""
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
 def _parse(row: dict) -> dict:
     out = {}
     for k, v in row.items():
@@ -51,8 +56,7 @@ def read_csv(path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no sweep CSV at {path} (write one with `minicfg sweep --out {path.parent}`)")
-    lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    reader = csv.DictReader(lines)
+    reader = csv.DictReader(_data_lines(path.read_text()))
     if reader.fieldnames is None or not {"w", "fid", "inception_score"} <= set(reader.fieldnames):
         raise ValueError(f"{path} is not a sweep CSV: its header must name w, fid and inception_score "
                          f"(got {reader.fieldnames})")
@@ -164,8 +168,7 @@ def paper_results(table: int | None = None) -> list[dict]:
     if table not in (None, 1, 2):
         raise ValueError(f"the paper has Tables 1 and 2 of FID/IS results, got table={table!r}")
     text = resources.files("minicfg").joinpath("reference/cfg_paper_tables.csv").read_text()
-    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     rows = [{"table": int(r["table"]), "dataset": r["dataset"], "setting": r["setting"], "value": float(r["value"]),
              "w": float(r["w"]), "fid": float(r["fid"]), "inception_score": float(r["inception_score"])}
-            for r in csv.DictReader(lines)]
+            for r in csv.DictReader(_data_lines(text))]
     return [r for r in rows if table is None or r["table"] == table]
