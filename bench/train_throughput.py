@@ -1,6 +1,6 @@
 """Training throughput (images/s) of the default MNIST model: fp32 vs bf16, eager vs torch.compile.
 
-Usage: python bench/train_throughput.py [--batch-size 128] [--steps 20] [--compile]
+Usage: python bench/train_throughput.py [--batch-size 128] [--train-steps 20] [--compile]
 Prints one line per variant. Run it on an otherwise idle machine; figures go to docs/speed.md.
 """
 
@@ -11,20 +11,21 @@ import time
 
 import torch
 
-from minicfg.data import IMAGE_SHAPES, NUM_CLASSES
+from minicfg.data import get_dataset
 from minicfg.diffusion import eps_loss
 from minicfg.nets import build_model
 from minicfg.train import TrainConfig
 
 
-def measure(model_cfg: dict, batch_size: int, steps: int, bf16: bool, compile_: bool, channels_last: bool) -> float:
+def measure(model_config: dict, batch_size: int, train_steps: int, bf16: bool, compile_: bool,
+            channels_last: bool) -> float:
     torch.manual_seed(0)
-    model = build_model(model_cfg)
+    model = build_model(model_config)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     fn = torch.compile(model) if compile_ else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randn(batch_size, *IMAGE_SHAPES["mnist"]).clamp(-1, 1)
+    x = torch.randn(batch_size, *get_dataset("mnist").image_shape).clamp(-1, 1)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,))
@@ -40,26 +41,28 @@ def measure(model_cfg: dict, batch_size: int, steps: int, bf16: bool, compile_: 
     for _ in range(3):  # warm-up (and compilation)
         step()
     t = time.perf_counter()
-    for _ in range(steps):
+    for _ in range(train_steps):
         step()
-    return batch_size * steps / (time.perf_counter() - t)
+    return batch_size * train_steps / (time.perf_counter() - t)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
     args = parser.parse_args()
-    model_cfg = {"image_channels": 1, "image_size": 28, "num_classes": NUM_CLASSES["mnist"], **TrainConfig().model}
-    n_params = sum(p.numel() for p in build_model(model_cfg).parameters())
+    mnist = get_dataset("mnist")
+    model_config = {"image_channels": mnist.image_shape[0], "image_size": mnist.image_shape[1],
+                    "num_classes": mnist.num_classes, **TrainConfig().model}
+    n_params = sum(p.numel() for p in build_model(model_config).parameters())
     print(f"default model {TrainConfig().model}: {n_params / 1e6:.2f} M parameters; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}")
     variants = [(False, False, True), (True, False, True), (False, False, False)]
     if args.compile:
         variants += [(False, True, True), (True, True, True)]
     for bf16, compile_, cl in variants:
-        ips = measure(model_cfg, args.batch_size, args.steps, bf16, compile_, cl)
+        ips = measure(model_config, args.batch_size, args.train_steps, bf16, compile_, cl)
         print(f"{'bf16' if bf16 else 'fp32'}  {'compile' if compile_ else 'eager  '}  "
               f"{'channels_last' if cl else 'NCHW         '}  {ips:7.0f} images/s", flush=True)
 

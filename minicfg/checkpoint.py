@@ -7,6 +7,7 @@ in the same folder, then ``os.replace``), so a run killed mid-write leaves the p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -20,20 +21,20 @@ from .nets import build_model
 
 __all__ = [
     "CheckpointError",
+    "ROLES",
     "atomic_write_bytes",
     "save_tensors",
     "load_tensors",
     "save_weights",
     "load_model",
     "shipped_weights",
-    "SHIPPED",
+    "fingerprint",
 ]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-SHIPPED = {
-    "mnist": WEIGHTS_DIR / "mnist.safetensors",
-    "mnist_classifier": WEIGHTS_DIR / "mnist_noisy_classifier.safetensors",
-}
+
+#: What a saved network is for -> the architectures that may fill that role (``nets.ARCHITECTURES``).
+ROLES = {"model": ("unet",), "noisy_classifier": ("noisy_classifier",), "evaluator": ("evaluator", "mnist-evaluator")}
 
 
 class CheckpointError(ValueError):
@@ -94,30 +95,73 @@ def save_weights(path, model: torch.nn.Module, info: dict) -> None:
     atomic_write_bytes(path.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
 
 
-def shipped_weights(dataset: str = "mnist") -> Path:
-    """Path of the weights that ship with the package for ``dataset``."""
-    if dataset not in SHIPPED:
-        raise CheckpointError(f"no shipped weights for {dataset!r}; shipped: {sorted(SHIPPED)}")
-    path = SHIPPED[dataset]
-    if not path.is_file():
+def shipped_weights(dataset: str = "mnist", role: str = "model") -> Path:
+    """Path of the weights for ``role`` that ship with the package for ``dataset`` (its registry record)."""
+    from .data import get_dataset
+
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; choose one of {sorted(ROLES)}")
+    record = get_dataset(dataset)
+    if role not in record.weights:
         raise CheckpointError(
-            f"the shipped {dataset} weights are missing from {path}; reinstall minicfg, or pass --checkpoint"
+            f"no shipped {role} weights for {dataset!r} (shipped: {sorted(record.weights) or 'none'}); train "
+            f"your own and pass its path"
         )
+    path = WEIGHTS_DIR / record.weights[role]
+    if not path.is_file():
+        raise CheckpointError(f"the shipped {dataset} {role} weights are missing from {path}; reinstall minicfg, "
+                              f"or pass the path of your own weights")
     return path
 
 
-def load_model(path=None, dataset: str = "mnist", key: str = "model") -> tuple[torch.nn.Module, dict]:
-    """Build the network described in a checkpoint and load its weights (EMA weights for a training dir).
+_CACHE: dict[str, tuple[dict[str, torch.Tensor], dict, str]] = {}
 
-    ``path`` may be a weights file, a training checkpoint (its EMA weights are used), a training
-    folder, or None for the shipped weights of ``dataset``. Returns (model in eval mode, metadata).
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict, str]:
+    """(tensors, metadata, fingerprint) of a weights file, read once per process and version of the file."""
+    st = path.stat()
+    key = f"{path.resolve()}:{st.st_mtime_ns}:{st.st_size}"
+    if key not in _CACHE:
+        tensors, meta = load_tensors(path)
+        _CACHE[key] = (tensors, meta, fingerprint(tensors))
+    return _CACHE[key]
+
+
+def fingerprint(weights: dict[str, torch.Tensor] | torch.nn.Module) -> str:
+    """A short hash of a state dict (or of a network's weights), to key caches of what was computed with it."""
+    tensors = weights.state_dict() if isinstance(weights, torch.nn.Module) else weights
+    digest = hashlib.sha256()
+    for name, value in sorted(tensors.items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def load_model(path=None, dataset: str = "mnist", role: str = "model") -> tuple[torch.nn.Module, dict]:
+    """The one way every saved network is read: build it from its stored config and load its weights.
+
+    ``path`` may be a weights file, a training checkpoint (its EMA weights are used), a training folder,
+    or None for the shipped weights of ``dataset`` in ``role`` ("model": the diffusion model,
+    "noisy_classifier": the classifier of classifier guidance, "evaluator": the evaluation classifier of
+    the metrics). A file made for another role is refused with a message that says what it is. Files
+    are read once per process (and again only when they change); every call returns a fresh network in
+    eval mode, with ``.fingerprint``, a short hash of its weights. Returns (network, metadata).
     """
-    path = shipped_weights(dataset) if path is None else Path(path)
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; choose one of {sorted(ROLES)}")
+    path = shipped_weights(dataset, role) if path is None else Path(path)
     if path.is_dir():
         path = path / "checkpoint.safetensors"
-    tensors, meta = load_tensors(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: check the path (train one with `minicfg train`)")
+    tensors, meta, fp = _read(path)
     if "model" not in meta:
         raise CheckpointError(f"{path} metadata has no model config")
+    arch = meta["model"].get("arch", "unet")
+    if arch not in ROLES[role]:
+        is_role = next((r for r, archs in ROLES.items() if arch in archs), arch)
+        raise CheckpointError(f"{path} holds the weights of a {is_role!r} network (architecture {arch!r}), not of "
+                              f"a {role!r} network; pass a {role} checkpoint here")
     prefix = "ema." if any(k.startswith("ema.") for k in tensors) else ""
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)} if prefix else tensors
     try:
@@ -145,5 +189,6 @@ def load_model(path=None, dataset: str = "mnist", key: str = "model") -> tuple[t
     if bad:
         raise CheckpointError(f"{path} holds non-finite weights (e.g. {bad[:3]}); the training run diverged")
     model.load_state_dict(state)
+    model.fingerprint = fp
     # channels_last convolutions are about 1.7x faster on CPU (docs/speed.md)
     return model.to(memory_format=torch.channels_last).eval(), meta

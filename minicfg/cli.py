@@ -14,7 +14,7 @@ __all__ = ["main", "build_parser"]
 
 # -- argument types: a bad value becomes a one-line argparse error ---------------------------------
 def _w_list(text: str) -> list[float]:
-    from .guidance import check_w
+    from ._checks import check_w
 
     try:
         ws = [float(part) for part in text.split(",") if part.strip()]
@@ -52,120 +52,140 @@ _positive_float = _checked(float, lambda v: v > 0 and math.isfinite(v), "a posit
 _probability = _checked(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
 
 
-# -- commands -------------------------------------------------------------------------------------
-def _cmd_download(args) -> None:
-    from . import data
+def _literal(text: str):
+    """A Python literal (number, None, tuple, ...) if the text is one, else the text itself."""
+    import ast
 
-    for name in args.dataset:
-        for train in (True, False):
-            ds = data.load(name, train=train, download=True, root=args.root)
-            print(f"{name} {'train' if train else 'test'}: {len(ds)} images under {data.data_root(args.root)}")
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text.strip()
+
+
+def _option(text: str) -> tuple[str, object]:
+    """KEY=VALUE for a sampler's option; VALUE is read as a Python literal if it is one."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as v=0.5, got {text!r}")
+    return key.strip(), _literal(value)
+
+
+def _command_line(args) -> str:
+    """The command as typed (for provenance), with OMP_NUM_THREADS when it was set."""
+    import os
+
+    threads = os.environ.get("OMP_NUM_THREADS")
+    return (f"OMP_NUM_THREADS={threads} " if threads else "") + "minicfg " + shlex.join(
+        sys.argv[1:] if args.argv is None else args.argv)
+
+
+# -- commands: each calls one library function ------------------------------------------------------
+def _cmd_download(args) -> None:
+    from .data import download
+
+    print("\n".join(download(args.dataset, root=args.root)))
 
 
 def _cmd_train(args) -> None:
-    from . import data
-    from .sampling import training_preview
-    from .train import PRESETS, TrainConfig, train
+    from .train import OBJECTIVES, recipe_from, train, training_preview
 
-    recipe = dict(PRESETS[args.preset])
-    if args.minutes is not None:
-        recipe.update(minutes=args.minutes, steps=None)
-    if args.steps is not None:
-        recipe.update(steps=args.steps, minutes=None)
-    for key in ("p_uncond", "seed", "batch_size", "lr"):  # options left unset keep the preset's value
-        if getattr(args, key) is not None:
-            recipe[key] = getattr(args, key)
-    cfg = TrainConfig(dataset=args.dataset, bf16=args.bf16, checkpoint_every_s=args.checkpoint_every, **recipe)
-    if args.download:
-        data.load(args.dataset, train=True, download=True)
-    command = "minicfg " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
+    recipe = recipe_from(args.preset, args.dataset, minutes=args.minutes, train_steps=args.train_steps,
+                         p_uncond=args.p_uncond, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
+                         bf16=args.bf16 or None, checkpoint_every_s=args.checkpoint_every)
     t = time.perf_counter()
-    trainer = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, command=command,
+    trainer = train(recipe, args.out, resume=args.resume, progress=not args.no_progress, command=_command_line(args),
                     on_sample=None if args.no_preview else training_preview)
     ema = Path(args.out) / "ema.safetensors"
-    use = (f"sample them with `minicfg sample --checkpoint {ema} --out samples.png`" if cfg.objective == "eps"
-           else f"guide with them: `minicfg sample --guidance classifier --classifier {ema} --out samples.png`")
-    print(f"trained {trainer.step} steps in {time.perf_counter() - t:.0f} s; EMA weights: {ema}; {use}")
+    print(f"trained {trainer.step} steps in {time.perf_counter() - t:.0f} s; EMA weights: {ema}; "
+          + OBJECTIVES[recipe.objective].next_step.format(ema=ema))
 
 
 def _cmd_sample(args) -> None:
-    from .checkpoint import load_model
-    from .sampling import class_labels, generate_grid, save_grid, save_npz
+    from .sample_files import sample_to_file
 
-    out = Path(args.out)
-    if out.suffix not in (".png", ".npz"):
-        raise ValueError(f"--out must end in .png (a grid) or .npz (arrays), got {out.name!r}")
-    model, meta = load_model(args.checkpoint)
-    classifier = None
-    if args.guidance == "classifier":
-        classifier, _ = load_model(args.classifier, dataset="mnist_classifier")
-    panels = generate_grid(model, args.w, n_per_class=args.n_per_class, seed=args.seed, n_steps=args.steps,
-                           sampler=args.sampler, progress=not args.no_progress, guidance=args.guidance,
-                           classifier=classifier, base=args.base)
-    if out.suffix == ".png":
-        save_grid(panels, args.n_per_class, out)
-    else:
-        save_npz(panels, class_labels(model.config.num_classes, args.n_per_class), out)
-    n = sum(len(x) for x in panels.values())
-    print(f"wrote {n} samples ({len(panels)} values of w) to {out}")
-
-
-def _cmd_train_evaluator(args) -> None:
-    import os
-
-    from .evaluator import train_evaluator
-
-    threads = os.environ.get("OMP_NUM_THREADS")
-    command = (f"OMP_NUM_THREADS={threads} " if threads else "") + "minicfg " + shlex.join(
-        sys.argv[1:] if args.argv is None else args.argv)
-    _, info = train_evaluator(args.out, epochs=args.epochs, seed=args.seed, progress=not args.no_progress,
-                              command=command)
-    print(f"trained the evaluator in {info['wall_time_s']:.0f} s; MNIST test accuracy "
-          f"{info['test_accuracy']:.2%}; weights: {args.out} (provenance in {Path(args.out).with_suffix('.json')})")
+    options = dict(args.option)
+    for key in args.guidance_flags:  # the guidance methods' own options; unset ones stay out
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    out, n = sample_to_file(args.out, args.w, checkpoint=args.checkpoint, dataset=args.dataset,
+                            n_per_class=args.n_per_class, seed=args.seed, n_steps=args.n_steps, sampler=args.sampler,
+                            guidance=args.guidance, progress=not args.no_progress, **options)
+    print(f"wrote {n} samples ({len(args.w)} values of w) to {out}")
 
 
 def _cmd_evaluate(args) -> None:
-    from .metrics import evaluate_npz, format_table
+    from .metrics import evaluate_report
 
-    rows = evaluate_npz(args.samples, reference=args.reference, evaluator=args.evaluator, k=args.k,
-                        disk_cache=args.cache_reference)
-    print(f"{args.samples}: classifier metrics vs the MNIST {args.reference} set "
-          f"(accuracy: recognised as the requested label; cFID: lower is better; see docs/metrics.md)")
-    print(format_table(rows))
+    print(evaluate_report(args.samples, reference=args.reference, evaluator=args.evaluator, k=args.k,
+                          disk_cache=args.cache_reference, dataset=args.dataset))
 
 
 def _cmd_sweep(args) -> None:
-    from .checkpoint import load_model
-    from .sweep import best_row, paper_results, read_csv, sweep
-    from .sweep_plots import metrics_figure, tradeoff_figure
+    from .sweep import run_sweep
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    model, meta = load_model(args.checkpoint)
-    label = args.label or (str(args.checkpoint) if args.checkpoint else "shipped mnist")
-    csv_path = out / "sweep.csv"
-    rows = sweep(model, args.w, n_per_class=args.n_per_class, steps=args.steps, sampler=args.sampler,
-                 seed=args.seed, label=label, meta=meta, csv_path=csv_path, progress=not args.no_progress)
-    every = read_csv(csv_path)  # this sweep and any earlier ones written to the same folder
-    # one curve per setting: by the columns that differ between the rows, unless --by says otherwise
-    varies = [c for c in ("label", "steps", "sampler", "seed", "w") if len({r[c] for r in every}) > 1]
-    by = args.by or [c for c in varies if c != "w"] or "label"
-    paper = None if args.paper == "none" else paper_results(int(args.paper))
-    tradeoff_figure(every, by=by, paper=paper, is_max=model.config.num_classes).savefig(out / "fid_vs_is.png")
-    # a steps ablation is drawn against the number of steps, one line per w (and model)
-    x, x_by = ("steps", [c for c in varies if c != "steps"] or "label") if "steps" in varies else ("w", by)
-    metrics_figure(every, by=x_by, x=x).savefig(out / f"metrics_vs_{x}.png")
-    best = best_row(rows)
-    print(f"best cFID of this sweep: {best['fid']:.2f} at w={best['w']:g} ({best['steps']} steps); "
-          f"wrote {csv_path} ({len(every)} rows), {out / 'fid_vs_is.png'} and {out / f'metrics_vs_{x}.png'}")
+    print(run_sweep(args.out, args.w, checkpoint=args.checkpoint, dataset=args.dataset, n_per_class=args.n_per_class,
+                    n_steps=args.n_steps, sampler=args.sampler, seed=args.seed, label=args.label, by=args.by,
+                    paper=None if args.paper == "none" else int(args.paper), progress=not args.no_progress))
 
 
-def _add_train_options(p: argparse.ArgumentParser, presets: list[str]) -> None:
-    p.add_argument("--dataset", choices=["mnist", "cifar10"], default="mnist", help="training data (default mnist)")
+# -- the parser: every choice comes from a registry --------------------------------------------------
+def _registries():
+    from . import guidance, samplers
+    from .data import DATASETS
+    from .train import OBJECTIVES, PRESETS, TrainConfig
+
+    return DATASETS, samplers, guidance, PRESETS, OBJECTIVES, TrainConfig
+
+
+def _first_line(fn) -> str:
+    return (fn.__doc__ or "").strip().splitlines()[0].rstrip(".") if fn.__doc__ else ""
+
+
+def _add_dataset(p, datasets) -> None:
+    p.add_argument("--dataset", choices=list(datasets), default="mnist", help="data set (default mnist)")
+
+
+def _add_sampler_choice(p, samplers) -> None:
+    p.add_argument("--sampler", choices=list(samplers.SAMPLERS), default=samplers.DEFAULT_SAMPLER,
+                   help="; ".join(f"{name}: {_first_line(fn)}" for name, fn in samplers.SAMPLERS.items())
+                   + f" (default {samplers.DEFAULT_SAMPLER})")
+
+
+def _add_sampling_options(p, samplers, guidance) -> None:
+    import inspect
+
+    from ._checks import keyword_options
+
+    p.add_argument("--checkpoint", default=None, help="weights file or training folder (default: the shipped model)")
+    _add_sampler_choice(p, samplers)
+    p.add_argument("--guidance", choices=list(guidance.GUIDANCE), default=guidance.DEFAULT_GUIDANCE,
+                   help="; ".join(f"{name}: {_first_line(fn)}" for name, fn in guidance.GUIDANCE.items())
+                   + f" (default {guidance.DEFAULT_GUIDANCE})")
+    flags = []  # every keyword option of a guidance method gets a flag of its own
+    for name, fn in guidance.GUIDANCE.items():
+        networks = guidance.GUIDANCE_NETWORKS[name]
+        for key in keyword_options(fn) or []:
+            if key in flags:
+                continue
+            flags.append(key)
+            default = inspect.signature(fn).parameters[key].default
+            what = (f"weights file of the {networks[key].replace('_', ' ')} (default: the shipped one)"
+                    if key in networks else f"default {default!r}; see the docstring of minicfg.guidance.{fn.__name__}")
+            p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=None if key in networks else _literal,
+                           default=None, help=f"option of --guidance {name}: {what}")
+    p.set_defaults(guidance_flags=flags)
+    p.add_argument("--option", "-o", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the sampler, e.g. -o v=0.5 (ancestral) or -o clip_x=None; repeat for several")
+    p.add_argument("--seed", type=int, help="seed of the starting noise, shared by every w")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_train_options(p: argparse.ArgumentParser, presets: list[str], datasets) -> None:
+    _add_dataset(p, datasets)
     p.add_argument("--out", required=True, help="folder for checkpoints, log and samples")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=_positive_float, help="train for about this many minutes")
-    budget.add_argument("--steps", type=_positive_int, help="train for this many optimizer steps")
+    budget.add_argument("--train-steps", type=_positive_int, help="train for this many optimizer steps")
     p.add_argument("--preset", choices=presets, default=presets[0],
                    help="recipe (see minicfg.train.PRESETS): " + ", ".join(presets) + f" (default {presets[0]})")
     p.add_argument("--seed", type=int, help="random seed (default 0); a run is reproducible from its seed")
@@ -175,11 +195,13 @@ def _add_train_options(p: argparse.ArgumentParser, presets: list[str]) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     p.add_argument("--checkpoint-every", type=_positive_float, default=60.0,
                    help="seconds between checkpoints (default 60): at most this much work is lost to a crash")
-    p.add_argument("--download", action="store_true", help="download the data set first if missing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    datasets, samplers, guidance, presets, objectives, TrainConfig = _registries()  # noqa: N806
+    default = TrainConfig.objective
+    by_objective = {name: [p for p, r in presets.items() if r.get("objective", default) == name] for name in objectives}
     parser = argparse.ArgumentParser(
         prog="minicfg",
         description="Diffusion guidance on small data: download data, train, sample, evaluate.",
@@ -187,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("download", help="download a data set into $MINICFG_DATA (needs internet)")
-    p.add_argument("--dataset", nargs="+", choices=["mnist", "cifar10"], default=["mnist"],
+    p.add_argument("--dataset", nargs="+", choices=list(datasets), default=["mnist"],
                    help="which data sets to fetch (default: mnist)")
     p.add_argument("--root", default=None, help="data folder (default: $MINICFG_DATA or ~/.cache/minicfg)")
     p.set_defaults(func=_cmd_download)
@@ -197,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "Checkpoints are written atomically to OUT/checkpoint.safetensors every minute and on "
                        "Ctrl-C; continue an interrupted run with --resume. The EMA weights end in "
                        "OUT/ema.safetensors, a preview grid in OUT/samples.png, the loss in OUT/log.csv.")
-    _add_train_options(p, presets=["default", "live", "smoke"])
+    _add_train_options(p, by_objective["eps"], datasets)
     p.add_argument("--p-uncond", type=_probability, help="probability of dropping a label to null (default 0.1)")
     p.add_argument("--no-preview", action="store_true", help="do not write OUT/samples.png during training")
     p.set_defaults(func=_cmd_train)
@@ -206,73 +228,63 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a classifier of noised images at the log-SNRs the diffusion model sees "
                        "(Dhariwal & Nichol 2021), with the same checkpoints, --resume and EMA as `minicfg train`. "
                        "Its EMA weights end in OUT/ema.safetensors.")
-    _add_train_options(p, presets=["classifier"])
+    _add_train_options(p, by_objective["noisy_classifier"], datasets)
     p.set_defaults(func=_cmd_train, p_uncond=None, no_preview=True)
 
     p = sub.add_parser("sample", help="draw guided samples into a PNG grid or an NPZ file",
-                       description="Sample with classifier-free guidance eps~ = (1+w) eps(z,c) - w eps(z). "
-                       "Every panel starts from the same noise. Without --checkpoint the shipped MNIST "
-                       "weights are used.")
-    p.add_argument("--checkpoint", default=None, help="weights file or training folder (default: shipped MNIST)")
+                       description="Sample with guidance of strength w (classifier-free by default: "
+                       "eps~ = (1+w) eps(z,c) - w eps(z)). Every panel starts from the same noise. Without "
+                       "--checkpoint the shipped weights of --dataset are used.")
+    _add_dataset(p, datasets)
     p.add_argument("--w", type=_w_list, default=[0.0, 1.0, 3.0],
                    help="comma-separated guidance strengths (paper's w; 0 = conditional, -1 = unconditional)")
     p.add_argument("--n-per-class", type=_positive_int, default=8, help="samples per class and w (default 8)")
-    p.add_argument("--steps", type=_positive_int, default=50, help="sampling steps (default 50)")
-    p.add_argument("--sampler", choices=["ancestral", "ddim"], default="ancestral",
-                   help="ancestral (paper Alg. 2, v=0.3) or deterministic ddim")
-    p.add_argument("--guidance", choices=["cfg", "classifier"], default="cfg",
-                   help="cfg: classifier-free (default); classifier: the noisy classifier's gradient")
-    p.add_argument("--classifier", default=None,
-                   help="noisy classifier for --guidance classifier (default: the shipped MNIST one)")
-    p.add_argument("--base", choices=["uncond", "cond"], default="uncond",
-                   help="model guided by the classifier: unconditional (Dhariwal & Nichol, default) or conditional")
-    p.add_argument("--seed", type=int, default=0, help="seed of the starting noise (default 0)")
+    p.add_argument("--n-steps", type=_positive_int, default=50, help="sampling steps (default 50)")
+    _add_sampling_options(p, samplers, guidance)
     p.add_argument("--out", required=True, help="FILE.png for a grid, FILE.npz for images/labels/w arrays")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_sample)
+    p.set_defaults(func=_cmd_sample, seed=0)
 
-    p = sub.add_parser("train-evaluator", help="train the MNIST evaluation classifier used by `minicfg evaluate`",
-                       description="Train the clean-MNIST CNN whose features and softmax give the offline metrics "
-                       "(not the noisy guidance classifier). Writes OUT (safetensors) and OUT with .json: the "
-                       "command, wall time, machine and measured test accuracy.")
-    p.add_argument("--out", required=True,
-                   help="weights file to write, e.g. minicfg/weights/mnist_evaluator.safetensors")
-    p.add_argument("--epochs", type=_positive_int, default=4, help="passes over the 60,000 training digits (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_train_evaluator)
+    p = sub.add_parser("train-evaluator", help="train the evaluation classifier used by `minicfg evaluate`",
+                       description="Train the clean-image CNN whose features and softmax give the offline metrics "
+                       "(not the noisy guidance classifier), with the same checkpoints, --resume and EMA as "
+                       "`minicfg train`. Its EMA weights end in OUT/ema.safetensors, with the measured test "
+                       "accuracy in OUT/ema.json.")
+    _add_train_options(p, by_objective["evaluator"], datasets)
+    p.set_defaults(func=_cmd_train, p_uncond=None, no_preview=True)
 
-    p = sub.add_parser("evaluate", help="score samples (an NPZ from `minicfg sample`) with offline MNIST metrics",
+    p = sub.add_parser("evaluate", help="score samples (an NPZ from `minicfg sample`) with offline metrics",
                        description="For each w in SAMPLES.npz: label accuracy, classifier FID, inception score, "
-                       "precision and recall, all from the shipped MNIST evaluator (docs/metrics.md says what they "
-                       "can and cannot tell).")
-    p.add_argument("samples", help="NPZ with images (uint8 N x 1 x 28 x 28), labels and w, from `minicfg sample`")
+                       "precision and recall, all from the shipped evaluator of --dataset (docs/metrics.md says "
+                       "what they can and cannot tell).")
+    p.add_argument("samples", help="NPZ with images (uint8 N x C x H x W), labels and w, from `minicfg sample`")
+    _add_dataset(p, datasets)
     p.add_argument("--reference", choices=["test", "train"], default="test",
-                   help="real digits to compare with (default: the 10,000 MNIST test digits)")
+                   help="real images to compare with (default: the test split)")
     p.add_argument("--evaluator", default=None, help="evaluator weights (default: the shipped ones)")
     p.add_argument("--k", type=_positive_int, default=3, help="neighbours for precision/recall (default 3)")
     p.add_argument("--cache-reference", action="store_true",
                    help="keep the reference features under $MINICFG_DATA/minicfg-cache for later runs")
     p.set_defaults(func=_cmd_evaluate)
-    p = sub.add_parser("sweep", help="sample and score at several w (and steps): CSV and FID-vs-IS plots",
+
+    p = sub.add_parser("sweep", help="sample and score at several w (and steps): CSV and trade-off figures",
                        description="The paper's trade-off experiment (its Sec. 4, Figs. 4-5): for every w and number "
-                       "of sampling steps, sample N-PER-CLASS digits per class from the same starting noise and "
+                       "of sampling steps, sample N-PER-CLASS images per class from the same starting noise and "
                        "score them (docs/metrics.md). Writes OUT/sweep.csv (a row per point, written as each "
-                       "finishes; a rerun skips points already there, so an interrupted sweep resumes), "
-                       "OUT/fid_vs_is.png and OUT/metrics_vs_w.png (metrics_vs_steps.png when several numbers of "
-                       "steps are swept). Sweeps of several models into the same OUT are plotted together.")
-    p.add_argument("--checkpoint", default=None, help="weights file or training folder (default: shipped MNIST)")
+                       "finishes; a rerun skips points already there, so an interrupted sweep resumes) and the "
+                       "trade-off figures. Sweeps of several models into the same OUT are plotted together.")
+    _add_dataset(p, datasets)
     p.add_argument("--w", type=_w_list, default=[0.0, 0.1, 0.3, 0.5, 1.0, 2.0, 4.0],
                    help="comma-separated guidance strengths (default 0,0.1,0.3,0.5,1,2,4)")
     p.add_argument("--n-per-class", type=_positive_int, default=100,
                    help="samples per class and point (default 100: 1,000 per point)")
-    p.add_argument("--steps", type=_positive_ints, default=[50],
+    p.add_argument("--n-steps", type=_positive_ints, default=[50],
                    help="sampling steps, one number or a comma-separated list such as 16,32,64 (default 50)")
-    p.add_argument("--sampler", choices=["ancestral", "ddim"], default="ancestral", help="sampler (default ancestral)")
+    _add_sampler_choice(p, samplers)
+    p.add_argument("--checkpoint", default=None, help="weights file or training folder (default: the shipped model)")
     p.add_argument("--seed", type=int, default=1, help="seed of the starting noise, shared by every point (default 1)")
     p.add_argument("--label", default=None, help="name of this model in the CSV and plots (default: the checkpoint)")
-    p.add_argument("--by", choices=["label", "p_uncond", "steps", "seed"], default=None,
-                   help="one curve per value of this column (default: the columns among label, steps, sampler "
+    p.add_argument("--by", choices=["label", "p_uncond", "n_steps", "seed"], default=None,
+                   help="one curve per value of this column (default: the columns among label, n_steps, sampler "
                    "and seed whose values differ between the rows)")
     p.add_argument("--paper", choices=["1", "2", "none"], default="1",
                    help="plot the paper's Table 1 (p_uncond, ImageNet 64) or 2 (steps, ImageNet 128) beside ours")

@@ -1,24 +1,51 @@
-"""MNIST and CIFAR-10 as tensors in [-1, 1], read through torchvision from the folder ``MINICFG_DATA``.
+"""The data sets, one record each in a registry: MNIST and CIFAR-10 as tensors in [-1, 1].
 
-Nothing is downloaded unless asked (``download=True`` or ``minicfg download``); offline with no data
-the error names the folder that was searched and how to point the project at a copy.
+Each :class:`Dataset` record holds what the rest of minicfg needs to know about a data set (image shape,
+number of classes, the reader of its files, the shipped weights that go with it, the training preset),
+so adding a data set is one :func:`register_dataset` call. Data are read from the folder
+``MINICFG_DATA`` (default ``~/.cache/minicfg``) in torchvision's layout:
+
+- present there: read as they are;
+- absent, online: downloaded once through torchvision, with its progress bar (``download=False`` or
+  ``MINICFG_OFFLINE=1`` turns this off);
+- absent, in smoke mode (``MINICFG_SMOKE=1``, set by pytest): a small fixed subset shipped inside the
+  package is used instead, and one printed line says so, so the tests and the notebooks' smoke runs work
+  offline on a fresh machine;
+- otherwise: a FileNotFoundError that names the folder searched and the two ways to fix it.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-__all__ = ["data_root", "mnist", "cifar10", "DATASETS", "load", "NUM_CLASSES", "IMAGE_SHAPES"]
+from .smoke import is_smoke
+
+__all__ = [
+    "Dataset",
+    "DATASETS",
+    "register_dataset",
+    "get_dataset",
+    "data_root",
+    "offline",
+    "load",
+    "available",
+    "mnist",
+    "cifar10",
+    "download",
+    "write_subset",
+]
 
 DEFAULT_ROOT = "~/.cache/minicfg"
-NUM_CLASSES = {"mnist": 10, "cifar10": 10}
-IMAGE_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+SUBSET_DIR = Path(__file__).parent / "subsets"
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -26,68 +53,222 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root or os.environ.get("MINICFG_DATA") or DEFAULT_ROOT).expanduser().resolve()
 
 
-def _missing(name: str, root: Path, expected: str) -> FileNotFoundError:
-    return FileNotFoundError(
-        f"{name} not found under {root} (looked for {expected}). Either download it once with "
-        f"`minicfg download --dataset {name.lower().replace('-', '')}` (or {name.lower().replace('-', '')}"
-        f"(download=True)), or point MINICFG_DATA at a folder that already holds it in torchvision's layout, "
-        f"e.g. `export MINICFG_DATA=/path/to/data`."
-    )
+def offline() -> bool:
+    """True when ``MINICFG_OFFLINE`` is set to a true value: never try to download."""
+    return os.environ.get("MINICFG_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _to_unit_range(images_uint8: torch.Tensor) -> torch.Tensor:
     return images_uint8.float().div_(127.5).sub_(1.0)
 
 
-def mnist(train: bool = True, download: bool = False, root=None) -> TensorDataset:
-    """MNIST as a TensorDataset of images (N, 1, 28, 28) in [-1, 1] and int64 labels (N,)."""
+# -- readers of the official files ----------------------------------------------------------------
+def _read_mnist(root: Path, train: bool, download: bool) -> TensorDataset:
     from torchvision.datasets import MNIST
 
-    root = data_root(root)
-    try:
-        ds = MNIST(str(root), train=train, download=download)
-    except RuntimeError as err:
-        raise _missing("MNIST", root, "MNIST/raw/*-ubyte") from err
-    images = _to_unit_range(ds.data.unsqueeze(1))
-    return TensorDataset(images, ds.targets.long())
+    ds = MNIST(str(root), train=train, download=download)  # RuntimeError when absent (or the download failed)
+    return TensorDataset(_to_unit_range(ds.data.unsqueeze(1)), ds.targets.long())
 
 
-def _cifar_files_present(folder: Path) -> bool:
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    return all((folder / n).is_file() for n in names)
+_CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
-def cifar10(train: bool = True, download: bool = False, root=None) -> TensorDataset:
-    """CIFAR-10 as a TensorDataset of images (N, 3, 32, 32) in [-1, 1] and int64 labels (N,).
-
-    The batches are read directly (the official python pickles of arrays), so a copy whose file
-    checksums differ from torchvision's list but whose contents are intact still loads.
-    """
-    root = data_root(root)
+def _read_cifar10(root: Path, train: bool, download: bool) -> TensorDataset:
+    """The official python batches, read directly (a copy whose file checksums differ from torchvision's
+    list but whose arrays are intact still loads)."""
     folder = root / "cifar-10-batches-py"
-    if download and not _cifar_files_present(folder):
+    if download and not all((folder / n).is_file() for n in _CIFAR_FILES):
         from torchvision.datasets import CIFAR10
 
         CIFAR10(str(root), train=train, download=True)
-    if not _cifar_files_present(folder):
-        raise _missing("CIFAR-10", root, "cifar-10-batches-py/data_batch_1..5 and test_batch")
-    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    if not all((folder / n).is_file() for n in _CIFAR_FILES):
+        raise RuntimeError(f"CIFAR-10 batches missing from {folder}")
     data, labels = [], []
-    for name in names:
+    for name in _CIFAR_FILES[:5] if train else _CIFAR_FILES[5:]:
         with open(folder / name, "rb") as f:
-            # the data set's official format is a python pickle of plain arrays
-            batch = pickle.load(f, encoding="bytes")
+            batch = pickle.load(f, encoding="bytes")  # the data set's official format: a pickle of plain arrays
         data.append(np.asarray(batch[b"data"], dtype=np.uint8))
         labels.extend(batch[b"labels"])
     images = torch.from_numpy(np.concatenate(data).reshape(-1, 3, 32, 32))
     return TensorDataset(_to_unit_range(images), torch.tensor(labels, dtype=torch.int64))
 
 
-DATASETS = {"mnist": mnist, "cifar10": cifar10}
+# -- the registry ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dataset:
+    """Everything minicfg needs to know about one data set.
+
+    Attributes:
+        name: the registry key and CLI choice (``--dataset NAME``).
+        image_shape: (channels, height, width) of one image.
+        num_classes: real classes; the null label of CFG is the index ``num_classes``.
+        reader: ``reader(root, train, download) -> TensorDataset`` of the full split (images in [-1, 1],
+            int64 labels); raises RuntimeError or OSError when the files are absent.
+        looked_for: the files the reader expects under the data folder (for error messages).
+        class_names: one name per class, for titles and legends.
+        weights: shipped weights by role ("model", "noisy_classifier", "evaluator"), file names inside
+            ``minicfg/weights/``; a role without shipped weights is absent.
+        preset: the training preset of ``minicfg.train.PRESETS`` that the diffusion model trains with.
+        subset: file name inside ``minicfg/subsets/`` of the small shipped subset that smoke mode uses
+            when the full data set is absent, or None.
+    """
+
+    name: str
+    image_shape: tuple[int, int, int]
+    num_classes: int
+    reader: Callable[[Path, bool, bool], TensorDataset]
+    looked_for: str
+    class_names: tuple[str, ...]
+    weights: dict[str, str] = field(default_factory=dict)
+    preset: str = "default"
+    subset: str | None = None
+
+    def __post_init__(self):
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes")
+        if len(self.image_shape) != 3:
+            raise ValueError(f"{self.name}: image_shape must be (channels, height, width), got {self.image_shape}")
 
 
-def load(name: str, train: bool = True, download: bool = False, root=None) -> TensorDataset:
-    """Load a data set by name ("mnist" or "cifar10")."""
+DATASETS: dict[str, Dataset] = {}
+
+
+def register_dataset(record: Dataset) -> Dataset:
+    """Add a data set to the registry (its name becomes a choice of every ``--dataset`` option)."""
+    if record.name in DATASETS:
+        raise ValueError(f"a dataset named {record.name!r} is already registered")
+    DATASETS[record.name] = record
+    return record
+
+
+def get_dataset(name: str | Dataset) -> Dataset:
+    """The registry record of ``name`` (a record passes through); a ValueError lists the choices."""
+    if isinstance(name, Dataset):
+        return name
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
-    return DATASETS[name](train=train, download=download, root=root)
+    return DATASETS[name]
+
+
+register_dataset(Dataset(
+    name="mnist", image_shape=(1, 28, 28), num_classes=10, reader=_read_mnist, looked_for="MNIST/raw/*-ubyte",
+    class_names=tuple(str(d) for d in range(10)),
+    weights={"model": "mnist.safetensors", "noisy_classifier": "mnist_noisy_classifier.safetensors",
+             "evaluator": "mnist_evaluator.safetensors"},
+    preset="default", subset="mnist.npz",
+))
+register_dataset(Dataset(
+    name="cifar10", image_shape=(3, 32, 32), num_classes=10, reader=_read_cifar10,
+    looked_for="cifar-10-batches-py/data_batch_1..5 and test_batch",
+    class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+))
+
+
+# -- loading --------------------------------------------------------------------------------------
+def _missing(record: Dataset, root: Path, why: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"{record.name} not found under {root} (looked for {record.looked_for}; {why}). Either download it "
+        f"once with `minicfg download --dataset {record.name}` (needs internet), or point MINICFG_DATA at a "
+        f"folder that already holds it in torchvision's layout, e.g. `export MINICFG_DATA=/path/to/data`."
+    )
+
+
+_ANNOUNCED: set[tuple[str, bool]] = set()
+
+
+def _read_subset(record: Dataset, train: bool, root: Path) -> TensorDataset:
+    path = SUBSET_DIR / record.subset
+    with np.load(path, allow_pickle=False) as f:
+        split = "train" if train else "test"
+        images, labels = torch.from_numpy(f[f"{split}_images"]), torch.from_numpy(f[f"{split}_labels"])
+    if (record.name, train) not in _ANNOUNCED:
+        _ANNOUNCED.add((record.name, train))
+        print(f"minicfg: {record.name} is not under {root}; smoke mode uses the {len(labels):,} "
+              f"{'training' if train else 'test'} images shipped in minicfg/subsets/{record.subset} "
+              f"(`minicfg download --dataset {record.name}` or MINICFG_DATA gives the full set)", file=sys.stdout)
+    return TensorDataset(_to_unit_range(images), labels.long())
+
+
+def load(name: str | Dataset, train: bool = True, download: bool | None = None, root=None) -> TensorDataset:
+    """A data set as a TensorDataset of images (N, C, H, W) in [-1, 1] and int64 labels (N,).
+
+    ``download=None`` (the default) downloads a missing data set unless ``MINICFG_OFFLINE`` is set;
+    ``download=False`` never does. In smoke mode a missing data set is replaced by the shipped subset
+    (without a download attempt). See the module docstring for the whole policy.
+    """
+    record = get_dataset(name)
+    root = data_root(root)
+    try:
+        return record.reader(root, train, False)
+    except (RuntimeError, OSError):
+        pass
+    if is_smoke() and record.subset is not None:
+        return _read_subset(record, train, root)
+    if download is None:
+        download = not offline()
+    if not download:
+        why = "downloads are off: MINICFG_OFFLINE is set" if offline() else "download=False"
+        raise _missing(record, root, why)
+    try:
+        return record.reader(root, train, True)
+    except (RuntimeError, OSError) as err:
+        first = str(err).strip().splitlines()
+        raise _missing(record, root, f"the download failed: {' '.join(first[:2])[:300]}") from err
+
+
+def available(name: str, train: bool = True, root=None) -> bool:
+    """Whether the full split of data set ``name`` is in the data folder (no download, no subset)."""
+    try:
+        get_dataset(name).reader(data_root(root), train, False)
+    except (RuntimeError, OSError):
+        return False
+    return True
+
+
+def mnist(train: bool = True, download: bool | None = None, root=None) -> TensorDataset:
+    """MNIST: images (N, 1, 28, 28) in [-1, 1] and int64 labels; see :func:`load`."""
+    return load("mnist", train=train, download=download, root=root)
+
+
+def cifar10(train: bool = True, download: bool | None = None, root=None) -> TensorDataset:
+    """CIFAR-10: images (N, 3, 32, 32) in [-1, 1] and int64 labels; see :func:`load`."""
+    return load("cifar10", train=train, download=download, root=root)
+
+
+def download(names, root=None) -> list[str]:
+    """Fetch each named data set (both splits) into the data folder unless present; one line per split."""
+    lines, folder = [], data_root(root)
+    for name in names:
+        record = get_dataset(name)
+        for train in (True, False):
+            try:
+                ds = record.reader(folder, train, True)
+            except (RuntimeError, OSError) as err:
+                first = str(err).strip().splitlines()
+                raise _missing(record, folder, f"the download failed: {' '.join(first[:2])[:300]}") from err
+            lines.append(f"{name} {'train' if train else 'test'}: {len(ds):,} images under {folder}")
+    return lines
+
+
+def write_subset(name: str, n_train_per_class: int = 200, n_test_per_class: int = 100, seed: int = 0,
+                 out=None, root=None) -> Path:
+    """Write the shipped smoke-mode subset of ``name``: a fixed, class-balanced draw from the full data set.
+
+    The images are stored as uint8 in a compressed NPZ (``train_images``, ``train_labels``,
+    ``test_images``, ``test_labels``), read without pickle. Made with
+    ``python -c "from minicfg.data import write_subset; write_subset('mnist')"``.
+    """
+    record = get_dataset(name)
+    out = Path(out) if out is not None else SUBSET_DIR / (record.subset or f"{record.name}.npz")
+    arrays = {}
+    for split, per_class in (("train", n_train_per_class), ("test", n_test_per_class)):
+        images, labels = record.reader(data_root(root), split == "train", False).tensors
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.cat([torch.nonzero(labels == c).flatten()[torch.randperm(int((labels == c).sum()), generator=g)]
+                         [:per_class] for c in range(record.num_classes)])
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        arrays[f"{split}_images"] = ((images[idx] + 1) * 127.5).round().to(torch.uint8).numpy()
+        arrays[f"{split}_labels"] = labels[idx].to(torch.uint8).numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **arrays)
+    return out

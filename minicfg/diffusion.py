@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import torch
 
+from ._checks import check_labels, check_same_shape
 from .schedules import alpha_sigma, log_snr_cosine
 
 __all__ = [
     "expand_lam",
-    "check_same_shape",
-    "check_labels",
     "q_sample",
     "q_transition",
     "posterior",
@@ -39,13 +38,6 @@ def expand_lam(lam, x: torch.Tensor) -> torch.Tensor:
             f"{tuple(x.shape)}; pass one lam per sample, shape ({x.shape[0] if x.ndim else ''},), or a scalar"
         )
     return lam.reshape(tuple(lam.shape) + (1,) * (x.ndim - lam.ndim))
-
-
-def check_same_shape(**tensors: torch.Tensor) -> None:
-    """Raise ValueError naming each tensor's shape unless all shapes are equal."""
-    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
-    if len(set(shapes.values())) > 1:
-        raise ValueError(f"shapes must match, got {shapes}")
 
 
 def _check_order(lam: torch.Tensor, lam_next: torch.Tensor, lo: str, hi: str) -> None:
@@ -139,19 +131,6 @@ def drop_labels(
     check_labels(labels, num_classes, allow_null=True)
     drop = torch.rand(labels.shape, generator=generator, device=labels.device) < p_uncond
     return torch.where(drop, torch.full_like(labels, num_classes), labels)
-
-
-def check_labels(labels: torch.Tensor, num_classes: int, allow_null: bool = True) -> None:
-    """Raise ValueError unless ``labels`` are integers in [0, num_classes] (the last being the null label)."""
-    if torch.is_floating_point(labels) or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be an integer tensor, got dtype {labels.dtype}")
-    hi = num_classes if allow_null else num_classes - 1
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > hi):
-        raise ValueError(
-            f"labels must lie in [0, {hi}] ({num_classes} classes"
-            + (f", {num_classes} being the null label" if allow_null else "")
-            + f"), got min {int(labels.min())}, max {int(labels.max())}"
-        )
 
 
 def eps_loss(

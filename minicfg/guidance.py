@@ -4,48 +4,109 @@ Conventions: the guidance strength is the paper's ``w`` (Ho & Salimans 2022, Eq.
 ``eps~ = (1 + w) eps(z, c) - w eps(z)``; ``w = 0`` is the plain conditional model and ``w = -1`` the
 unconditional one. The null label is the index ``num_classes``. ``guidance_scale = 1 + w`` (the name
 other libraries use) is accepted only through :func:`w_from_guidance_scale`.
+
+Guidance methods are registered by name in :data:`GUIDANCE` (:func:`register_guidance`). Each entry is a
+builder with one signature, ``builder(model, labels, w, **options) -> eps_fn(z, lam)``, where ``model``
+is called as ``model(z, lam, labels) -> eps`` and ``w`` is a number, a per-sample tensor of shape (B,),
+or a function of the log-SNR, ``w(lam) -> number or (B,) tensor`` (for schedules and intervals over
+lam). :func:`build_guidance` builds one by name and rejects options it does not take.
 """
 
 from __future__ import annotations
 
-import math
+import inspect
 from collections.abc import Callable
 
 import torch
 
-from .diffusion import check_labels, check_same_shape, expand_lam
+from ._checks import W_MAX, check_labels, check_options, check_same_shape, check_w
+from .diffusion import expand_lam
 from .schedules import alpha_sigma
 
 __all__ = [
     "W_MAX",
-    "check_w",
     "w_from_guidance_scale",
     "cfg",
     "classifier_guided_eps",
     "implicit_classifier_grad",
-    "cfg_eps_fn",
     "classifier_grad",
+    "cfg_eps_fn",
     "classifier_eps_fn",
+    "classifier_guidance",
+    "GUIDANCE",
+    "DEFAULT_GUIDANCE",
+    "GUIDANCE_NETWORKS",
+    "register_guidance",
+    "get_guidance",
+    "build_guidance",
 ]
 
-#: Guidance strengths beyond this are almost certainly a mistake (the paper's largest is w = 4).
-W_MAX = 100.0
-
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Builder = Callable[..., EpsFn]
+
+#: name -> guidance builder, in registration order; `minicfg sample --guidance` offers these names.
+GUIDANCE: dict[str, Builder] = {}
+#: name -> {option: role}: options of a guidance method that are networks, loaded from the model store
+#: (``checkpoint.load_model(path, role=role)``) when given as a path or left out.
+GUIDANCE_NETWORKS: dict[str, dict[str, str]] = {}
+#: The guidance method used when none is named.
+DEFAULT_GUIDANCE = "cfg"
 
 
-def check_w(w) -> None:
-    """Raise ValueError unless every ``w`` is finite and within [-1, W_MAX]."""
-    values = w.detach().flatten().tolist() if torch.is_tensor(w) else [w]
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"guidance strength w must be a finite number, got {value!r}")
-        if value < -1.0 or value > W_MAX:
-            raise ValueError(
-                f"guidance strength w={value} is outside [-1, {W_MAX:g}]: w=-1 is the unconditional model, "
-                f"w=0 the conditional one, and the paper uses w up to 4. If you meant a 'guidance scale' s "
-                f"(= 1 + w), pass w = s - 1 (see w_from_guidance_scale)"
-            )
+def register_guidance(name: str, networks: dict[str, str] | None = None):
+    """Decorator: add a builder ``(model, labels, w, **options) -> eps_fn`` to :data:`GUIDANCE`.
+
+    ``networks`` names the options that are networks and their role in the model store, e.g.
+    ``{"classifier": "noisy_classifier"}``, so that the CLI can pass a path (or nothing: the shipped one).
+    """
+
+    def add(fn: Builder) -> Builder:
+        if name in GUIDANCE:
+            raise ValueError(f"a guidance method named {name!r} is already registered")
+        if list(inspect.signature(fn).parameters)[:3] != ["model", "labels", "w"]:
+            raise ValueError(f"guidance builder {name!r} must have the signature (model, labels, w, **options)")
+        GUIDANCE[name] = fn
+        GUIDANCE_NETWORKS[name] = dict(networks or {})
+        return fn
+
+    return add
+
+
+def get_guidance(name: str) -> Builder:
+    """The guidance builder registered as ``name``; a ValueError lists the registered names."""
+    if name not in GUIDANCE:
+        raise ValueError(f"unknown guidance {name!r}; choose one of {list(GUIDANCE)}")
+    return GUIDANCE[name]
+
+
+def build_guidance(name: str, model, labels: torch.Tensor, w, **options) -> EpsFn:
+    """``eps_fn(z, lam)`` of the guidance method ``name``; options it does not take are a ValueError."""
+    fn = get_guidance(name)
+    check_options("guidance", name, fn, options)
+    return fn(model, labels, w, **options)
+
+
+def _check_w_spec(w) -> None:
+    """A number or tensor is checked now; a function of lam is checked each time it is evaluated."""
+    if not callable(w) or torch.is_tensor(w):
+        check_w(w)
+
+
+def _w_at(w, lam: torch.Tensor):
+    """``w`` at log-SNR ``lam`` (B,): the number or tensor itself, or ``w(lam)`` checked."""
+    if callable(w) and not torch.is_tensor(w):
+        value = w(lam)
+        check_w(value)
+        return value
+    return w
+
+
+def _num_classes(model) -> int:
+    config = getattr(model, "config", None)
+    n = getattr(config, "num_classes", None) if config is not None else getattr(model, "num_classes", None)
+    if n is None:
+        raise ValueError("cannot tell the number of classes of this model: pass num_classes")
+    return int(n)
 
 
 def w_from_guidance_scale(guidance_scale: float) -> float:
@@ -103,29 +164,33 @@ def _is_all(w, value: float) -> bool:
     return float(w) == value
 
 
-def cfg_eps_fn(model, labels: torch.Tensor, w, num_classes: int) -> EpsFn:
-    """An eps-callable ``eps_fn(z, lam)`` that applies classifier-free guidance to ``model``.
+@register_guidance("cfg")
+def cfg_eps_fn(model, labels: torch.Tensor, w, num_classes: int | None = None) -> EpsFn:
+    """Classifier-free guidance (paper Eq. 6) as an eps-callable ``eps_fn(z, lam)``.
 
     The conditional and unconditional predictions run as one doubled batch (one network call per
     step); when ``w == 0`` only the conditional pass runs and when ``w == -1`` only the unconditional
-    one. ``model`` is called as ``model(z, lam, labels)``; ``w`` is a number or a (B,) tensor.
+    one. ``model`` is called as ``model(z, lam, labels)``; ``w`` is a number, a (B,) tensor or a
+    function of lam; ``num_classes`` (the null label's index) defaults to ``model.config.num_classes``.
     """
     if labels.ndim != 1:
         raise ValueError(f"labels must have shape (B,), got {tuple(labels.shape)}")
+    num_classes = _num_classes(model) if num_classes is None else num_classes
     check_labels(labels, num_classes, allow_null=True)
-    check_w(w)
+    _check_w_spec(w)
     null = torch.full_like(labels, num_classes)
 
     def eps_fn(z: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         if z.shape[0] != labels.shape[0]:
             raise ValueError(f"batch of {z.shape[0]} noisy inputs for {labels.shape[0]} labels")
-        if _is_all(w, 0.0):
+        w_now = _w_at(w, lam)
+        if _is_all(w_now, 0.0):
             return model(z, lam, labels)
-        if _is_all(w, -1.0):
+        if _is_all(w_now, -1.0):
             return model(z, lam, null)
         out = model(torch.cat([z, z]), torch.cat([lam, lam]), torch.cat([labels, null]))
         eps_cond, eps_uncond = out.chunk(2)
-        return cfg(eps_cond, eps_uncond, w)
+        return cfg(eps_cond, eps_uncond, w_now)
 
     return eps_fn
 
@@ -149,24 +214,43 @@ def classifier_grad(classifier, z: torch.Tensor, lam: torch.Tensor, labels: torc
 
 
 def classifier_eps_fn(eps_fn: EpsFn, classifier, labels: torch.Tensor, w) -> EpsFn:
-    """Classifier guidance as an eps-callable: ``eps~ = eps_fn(z, lam) - w sigma grad_z log p(c | z)``.
+    """Classifier guidance of any eps-callable: ``eps~ = eps_fn(z, lam) - w sigma grad_z log p(c | z)``.
 
-    ``eps_fn`` is the diffusion model to guide: unconditional (e.g. ``cfg_eps_fn(model, null, 0, K)``
-    or ``cfg_eps_fn(model, labels, -1, K)``) as in Dhariwal & Nichol, or conditional. Guiding the
-    unconditional model with ``w + 1`` equals guiding the conditional one with ``w`` when the
-    classifier is the model's implicit one (``derivations.guidance``). Works with any sampler.
+    ``eps_fn`` is the diffusion model to guide: unconditional (e.g. ``cfg_eps_fn(model, labels, -1)``)
+    as in Dhariwal & Nichol, or conditional. Guiding the unconditional model with ``w + 1`` equals
+    guiding the conditional one with ``w`` when the classifier is the model's implicit one
+    (``derivations.guidance``). Works with any sampler; ``w`` may be a function of lam.
     """
     if labels.ndim != 1:
         raise ValueError(f"labels must have shape (B,), got {tuple(labels.shape)}")
-    check_w(w)
+    _check_w_spec(w)
 
     def guided(z: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         if z.shape[0] != labels.shape[0]:
             raise ValueError(f"batch of {z.shape[0]} noisy inputs for {labels.shape[0]} labels")
         eps = eps_fn(z, lam)
-        if _is_all(w, 0.0):
+        w_now = _w_at(w, lam)
+        if _is_all(w_now, 0.0):
             return eps
         _, sigma = alpha_sigma(expand_lam(lam, z))
-        return classifier_guided_eps(eps, classifier_grad(classifier, z, lam, labels), sigma, w)
+        return classifier_guided_eps(eps, classifier_grad(classifier, z, lam, labels), sigma, w_now)
 
     return guided
+
+
+_BASES = {"uncond": -1.0, "cond": 0.0}
+
+
+@register_guidance("classifier", networks={"classifier": "noisy_classifier"})
+def classifier_guidance(model, labels: torch.Tensor, w, *, classifier=None, base: str = "uncond") -> EpsFn:
+    """Classifier guidance (paper Eq. 4; Dhariwal & Nichol 2021) of a CFG-trained ``model``.
+
+    ``base="uncond"`` guides the unconditional model (the null label), as Dhariwal & Nichol do;
+    ``base="cond"`` guides the conditional one. ``classifier(z, lam) -> logits`` is a noisy classifier
+    (``minicfg train-classifier``).
+    """
+    if classifier is None:
+        raise ValueError("guidance 'classifier' needs a noisy classifier (minicfg train-classifier)")
+    if base not in _BASES:
+        raise ValueError(f"base must be one of {sorted(_BASES)}, got {base!r}")
+    return classifier_eps_fn(cfg_eps_fn(model, labels, _BASES[base]), classifier, labels, w)

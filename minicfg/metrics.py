@@ -1,4 +1,4 @@
-"""Offline sample-quality metrics for MNIST, computed with the evaluation classifier of ``minicfg.evaluator``.
+"""Offline sample-quality metrics, computed with the evaluation classifier of a data set (``minicfg.evaluator``).
 
 What is measured, on the evaluator's 128-d penultimate features and on its softmax:
 
@@ -32,8 +32,10 @@ What these numbers can and cannot say, compared with the Inception-network FID o
   sets are compared at equal size here), so only compare values computed with the same settings.
 
 Images are accepted either as floats in [-1, 1] (the library's convention, e.g. what
-:func:`minicfg.sampling.generate` returns) or as uint8 in 0..255 (what ``minicfg sample --out FILE.npz``
-writes), of shape (N, 1, 28, 28) or (N, 28, 28).
+:func:`minicfg.generate.generate` returns) or as uint8 in 0..255 (what ``minicfg sample --out FILE.npz``
+writes), of the data set's image shape, e.g. (N, 1, 28, 28) or (N, 28, 28) for MNIST. Every function takes
+``dataset`` (default "mnist"): its registry record gives the image shape, the shipped evaluator and the
+real images of the reference.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, load_tensors, save_tensors
+from .checkpoint import CheckpointError, fingerprint, load_tensors, save_tensors
 
 __all__ = [
     "as_images",
@@ -62,21 +64,24 @@ __all__ = [
     "load_samples",
     "evaluate_npz",
     "format_table",
+    "evaluate_report",
 ]
 
 
 # -- inputs ---------------------------------------------------------------------------------------
-def as_images(images) -> torch.Tensor:
-    """Check and convert images to float32 in [-1, 1], shape (N, 1, 28, 28).
+def as_images(images, shape: tuple[int, int, int] = (1, 28, 28)) -> torch.Tensor:
+    """Check and convert images to float32 in [-1, 1], shape (N, *shape) (a missing channel axis is added for
+    one-channel images).
 
     uint8 arrays are read as 0..255; floating arrays must already lie in [-1, 1] (a float array in
     0..255 is refused rather than silently mis-scaled).
     """
     x = torch.as_tensor(np.asarray(images)) if not torch.is_tensor(images) else images.detach().cpu()
-    if x.ndim == 3:
+    if x.ndim == 3 and shape[0] == 1:
         x = x.unsqueeze(1)
-    if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-        raise ValueError(f"images must have shape (N, 1, 28, 28) or (N, 28, 28), got {tuple(x.shape)}")
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape):
+        alt = f" or (N, {shape[1]}, {shape[2]})" if shape[0] == 1 else ""
+        raise ValueError(f"images must have shape (N, {', '.join(map(str, shape))}){alt}, got {tuple(x.shape)}")
     if x.dtype == torch.uint8:
         return x.float().div_(127.5).sub_(1.0)
     if not torch.is_floating_point(x):
@@ -92,22 +97,29 @@ def as_images(images) -> torch.Tensor:
     return x.clamp(-1.0, 1.0)
 
 
-def _evaluator(evaluator):
+def _evaluator(evaluator, dataset: str = "mnist"):
     from .evaluator import load_evaluator
 
     if evaluator is None or isinstance(evaluator, (str, Path)):
-        return load_evaluator(evaluator)[0]
+        return load_evaluator(evaluator, dataset=dataset)[0]
     return evaluator
 
 
-@torch.inference_mode()
-def features_and_probs(images, evaluator=None, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """Penultimate features (N, 128) float32 and class probabilities (N, 10) float64 of ``images``.
+def _shape(model) -> tuple[int, int, int]:
+    c = model.config
+    return (c.image_channels, c.image_size, c.image_size)
 
-    ``evaluator`` is an :class:`~minicfg.evaluator.EvaluatorNet`, a weights path, or None (the shipped one).
+
+@torch.inference_mode()
+def features_and_probs(images, evaluator=None, batch_size: int = 1000,
+                       dataset: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
+    """Penultimate features (N, feature_dim) float32 and class probabilities (N, K) float64 of ``images``.
+
+    ``evaluator`` is an :class:`~minicfg.nets.EvaluatorNet`, a weights path, or None (the shipped one of
+    ``dataset``).
     """
-    model = _evaluator(evaluator)
-    x = as_images(images)
+    model = _evaluator(evaluator, dataset)
+    x = as_images(images, _shape(model))
     was = model.training
     model.eval()
     feats, probs = [], []
@@ -258,35 +270,32 @@ class Reference:
         return cls(name, features, mu, cov)
 
 
-_REFERENCES: dict[tuple[str, str], Reference] = {}
+_REFERENCES: dict[tuple[str, str, str, int], Reference] = {}
 
 
-def _cache_path(name: str, fp: str) -> Path:
-    from .data import data_root
+def load_reference(ref="test", evaluator=None, disk_cache: bool = False, dataset: str = "mnist") -> Reference:
+    """Reference features of real images: ``"test"`` or ``"train"`` (the split of ``dataset``) or given images.
 
-    return data_root() / "minicfg-cache" / f"evaluator-{fp}-mnist-{name}.safetensors"
-
-
-def load_reference(ref="test", evaluator=None, disk_cache: bool = False) -> Reference:
-    """Reference features of real MNIST: ``"test"`` (10,000 digits), ``"train"`` (60,000) or given images.
-
-    A named reference is computed once per process and evaluator and kept in memory; with ``disk_cache``
-    its features are also stored under ``$MINICFG_DATA/minicfg-cache/`` (keyed by a hash of the evaluator's
-    weights) and read from there next time. Images passed directly are never cached.
+    A named reference is computed once per process, evaluator and set of images and kept in memory; with
+    ``disk_cache`` its features are also stored under ``$MINICFG_DATA/minicfg-cache/`` (keyed by a hash of
+    the evaluator's weights, the data set, the split and its size) and read from there next time. Images
+    passed directly are never cached.
     """
     if isinstance(ref, Reference):
         return ref
-    model = _evaluator(evaluator)
+    model = _evaluator(evaluator, dataset)
     if not isinstance(ref, str):
         return Reference.from_features("images", features_and_probs(ref, model)[0])
     if ref not in ("test", "train"):
         raise ValueError(f"reference must be 'test', 'train', or images; got {ref!r}")
-    from .evaluator import fingerprint
+    from . import data
 
+    images = data.load(dataset, train=ref == "train").tensors[0]  # the shipped subset in smoke mode without data
     fp = getattr(model, "fingerprint", None) or fingerprint(model)
-    if (fp, ref) in _REFERENCES:
-        return _REFERENCES[(fp, ref)]
-    path = _cache_path(ref, fp)
+    key = (fp, dataset, ref, len(images))
+    if key in _REFERENCES:
+        return _REFERENCES[key]
+    path = data.data_root() / "minicfg-cache" / f"evaluator-{fp}-{dataset}-{ref}-{len(images)}.safetensors"
     feats = None
     if disk_cache and path.is_file():
         try:
@@ -294,44 +303,40 @@ def load_reference(ref="test", evaluator=None, disk_cache: bool = False) -> Refe
         except (CheckpointError, KeyError):
             feats = None
     if feats is None:
-        from . import data
-
-        images = data.mnist(train=ref == "train").tensors[0]
         feats = features_and_probs(images, model)[0]
         if disk_cache:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_tensors(path, {"features": feats}, {"kind": "evaluator-reference", "reference": f"mnist-{ref}",
-                                                     "evaluator": fp})
-    _REFERENCES[(fp, ref)] = out = Reference.from_features(ref, feats)
+            save_tensors(path, {"features": feats}, {"kind": "evaluator-reference", "evaluator": fp,
+                                                     "reference": f"{dataset}-{ref}", "n": len(images)})
+    _REFERENCES[key] = out = Reference.from_features(ref, feats)
     return out
 
 
-def classifier_fid(images, ref="test", evaluator=None) -> float:
-    """Frechet distance between evaluator features of ``images`` and of the reference digits (lower is better)."""
-    model = _evaluator(evaluator)
-    r = load_reference(ref, model)
+def classifier_fid(images, ref="test", evaluator=None, dataset: str = "mnist") -> float:
+    """Frechet distance between evaluator features of ``images`` and of the reference images (lower is better)."""
+    model = _evaluator(evaluator, dataset)
+    r = load_reference(ref, model, dataset=dataset)
     mu, cov = gaussian_stats(features_and_probs(images, model)[0])
     return frechet_distance(mu, cov, r.mu, r.cov)
 
 
 # -- one entry point ------------------------------------------------------------------------------
 def evaluate(images, labels=None, reference="test", evaluator=None, k: int = 3, seed: int = 0,
-             disk_cache: bool = False) -> dict:
-    """All metrics for one set of images (uint8 0..255 or float in [-1, 1], (N, 1, 28, 28)).
+             disk_cache: bool = False, dataset: str = "mnist") -> dict:
+    """All metrics for one set of images (uint8 0..255 or float in [-1, 1], (N, C, H, W) of ``dataset``).
 
     Returns ``{"n", "accuracy", "fid", "inception_score", "precision", "recall", "reference",
     "n_reference"}``; ``accuracy`` counts the samples with a class label (the null label ``10`` requests
-    none) and is None without ``labels``. ``reference`` is "test" (the 10,000 MNIST
-    test digits), "train", or a set of real images. Precision and recall compare the samples with an
+    none) and is None without ``labels``. ``reference`` is "test" (the test split of ``dataset``, e.g.
+    the 10,000 MNIST test digits), "train", or a set of real images. Precision and recall compare the samples with an
     equally large random subset of the reference (drawn from ``seed``), so they mean the same thing for
     any N; they need N > k. The classifier FID uses the whole reference.
     """
-    model = _evaluator(evaluator)
-    x = as_images(images)
+    model = _evaluator(evaluator, dataset)
+    x = as_images(images, _shape(model))
     n = len(x)
     if n <= k:
         raise ValueError(f"need more than k={k} images to evaluate, got {n}")
-    ref = load_reference(reference, model, disk_cache=disk_cache)
+    ref = load_reference(reference, model, disk_cache=disk_cache, dataset=dataset)
     feats, probs = features_and_probs(x, model)
     mu, cov = gaussian_stats(feats)
     real = ref.features
@@ -358,7 +363,7 @@ def evaluate(images, labels=None, reference="test", evaluator=None, k: int = 3, 
     }
 
 
-_NPZ_HINT = ("expected images (uint8 N x 1 x 28 x 28), labels (int N) and w (float N), as "
+_NPZ_HINT = ("expected images (uint8 N x C x H x W), labels (int N) and w (float N), as "
              "`minicfg sample --out FILE.npz` writes")
 _READ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile)
 
@@ -367,11 +372,16 @@ def _one_line(err: Exception) -> str:
     return f"{type(err).__name__}: {' '.join(str(err).split())}"
 
 
-def load_samples(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read and check an NPZ of samples: ``images`` uint8 (N, 1, 28, 28), ``labels`` int (N,), ``w`` float (N,).
+def load_samples(path, dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read and check an NPZ of samples: ``images`` uint8 (N, C, H, W), ``labels`` int (N,), ``w`` float (N,).
+
+    The image shape and the label range come from ``dataset``'s registry record.
 
     Any problem (not an NPZ, a missing key, a wrong dtype or shape) raises a one-line ValueError.
     """
+    from .data import get_dataset
+
+    record = get_dataset(dataset)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no samples file at {path} (write one with `minicfg sample --out FILE.npz`)")
@@ -392,26 +402,30 @@ def load_samples(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             raise ValueError(f"{path} is corrupt ({_one_line(err)})") from err
     if images.dtype != np.uint8:
         raise ValueError(f"{path}: images must be uint8 (0..255), got {images.dtype}; {_NPZ_HINT}")
-    if images.ndim != 4 or images.shape[1:] != (1, 28, 28):
-        raise ValueError(f"{path}: images must have shape (N, 1, 28, 28) (MNIST), got {images.shape}")
+    if images.ndim != 4 or images.shape[1:] != record.image_shape:
+        shape = ", ".join(map(str, record.image_shape))
+        raise ValueError(f"{path}: images must have shape (N, {shape}) ({record.name}), got {images.shape}")
     n = images.shape[0]
     if n == 0:
         raise ValueError(f"{path} holds no samples")
     if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"{path}: labels must be integers of shape ({n},), got {labels.dtype} {labels.shape}")
-    if labels.min() < 0 or labels.max() > 10:
-        raise ValueError(f"{path}: labels must lie in 0..9 (or 10, the null label), got {labels.min()}..{labels.max()}")
+    k = record.num_classes
+    if labels.min() < 0 or labels.max() > k:
+        raise ValueError(f"{path}: labels must lie in 0..{k - 1} (or {k}, the null label), got "
+                         f"{labels.min()}..{labels.max()}")
     if w.shape != (n,) or not np.issubdtype(w.dtype, np.floating) or not np.isfinite(w).all():
         raise ValueError(f"{path}: w must be finite floats of shape ({n},), got {w.dtype} {w.shape}")
     return images, labels.astype(np.int64), w.astype(np.float64)
 
 
-def evaluate_npz(path, reference="test", evaluator=None, k: int = 3, disk_cache: bool = False) -> list[dict]:
+def evaluate_npz(path, reference="test", evaluator=None, k: int = 3, disk_cache: bool = False,
+                 dataset: str = "mnist") -> list[dict]:
     """:func:`evaluate` for each value of ``w`` in a samples NPZ: one dict per w (key ``"w"`` added), by w."""
-    images, labels, w = load_samples(path)
-    model = _evaluator(evaluator)
+    images, labels, w = load_samples(path, dataset)
+    model = _evaluator(evaluator, dataset)
     return [{"w": float(v), **evaluate(images[w == v], labels[w == v], reference=reference, evaluator=model, k=k,
-                                      disk_cache=disk_cache)}
+                                      disk_cache=disk_cache, dataset=dataset)}
             for v in np.unique(w)]
 
 
@@ -424,3 +438,11 @@ def format_table(rows: list[dict]) -> str:
         lines.append(f"{r['w']:>6g} {r['n']:>6d} {acc:>9} {r['fid']:>8.3f} {r['inception_score']:>6.2f} "
                      f"{r['precision']:>9.3f} {r['recall']:>7.3f}")
     return "\n".join(lines)
+
+
+def evaluate_report(path, reference="test", evaluator=None, k: int = 3, disk_cache: bool = False,
+                    dataset: str = "mnist") -> str:
+    """``minicfg evaluate``: :func:`evaluate_npz` of a samples file as a titled text table."""
+    rows = evaluate_npz(path, reference=reference, evaluator=evaluator, k=k, disk_cache=disk_cache, dataset=dataset)
+    return (f"{path}: classifier metrics vs the {dataset} {reference} set (accuracy: recognised as the requested "
+            f"label; cFID: lower is better; see docs/metrics.md)\n" + format_table(rows))

@@ -1,4 +1,5 @@
-"""Networks, all called as ``model(z, lam, labels) -> eps`` (labels use the null index ``num_classes``).
+"""Networks: the diffusion model ``model(z, lam, labels) -> eps`` (labels use the null index ``num_classes``),
+the noisy classifier ``classifier(z, lam) -> logits`` and the evaluation classifier ``evaluator(x) -> logits``.
 
 ``UNet`` is a small conditional U-Net built for CPU speed: the input is folded into 2x2 patches
 (space-to-depth) so the first level already works at half resolution, every residual block is
@@ -15,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["UNetConfig", "UNet", "NoisyClassifierConfig", "NoisyClassifier", "lam_embedding", "build_model",
-           "ARCHITECTURES"]
+__all__ = ["UNetConfig", "UNet", "NoisyClassifierConfig", "NoisyClassifier", "EvaluatorConfig", "EvaluatorNet",
+           "lam_embedding", "build_model", "ARCHITECTURES"]
 
 
 def lam_embedding(lam: torch.Tensor, dim: int, max_period: float = 1e3) -> torch.Tensor:
@@ -223,18 +224,77 @@ class NoisyClassifier(nn.Module):
         return self.head(h)
 
 
-ARCHITECTURES = {"unet": (UNetConfig, UNet), "noisy_classifier": (NoisyClassifierConfig, NoisyClassifier)}
+@dataclass
+class EvaluatorConfig(_ArchConfig):
+    """Architecture of :class:`EvaluatorNet`, the clean-image classifier behind the offline metrics."""
+
+    image_channels: int = 1
+    image_size: int = 28
+    num_classes: int = 10
+    channels: tuple[int, ...] = (16, 32, 32, 64)
+    feature_dim: int = 128
+    dropout: float = 0.3
+    arch: str = field(default="evaluator", init=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(self.channels) != 4 or min(self.channels) < 1:
+            raise ValueError(f"channels must be 4 positive integers, got {self.channels}")
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be at least 8 (three 2x poolings), got {self.image_size}")
+
+
+def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class EvaluatorNet(nn.Module):
+    """Small CNN of clean images: ``forward(x) -> logits`` and ``features(x) -> (N, feature_dim)``.
+
+    Not the noisy classifier of classifier guidance: it sees only clean images and only scores samples
+    (``minicfg.metrics``). conv, conv, pool, conv, pool, conv, pool (28x28 -> 3x3, 32x32 -> 4x4), then a
+    linear feature layer (ReLU), dropout and a linear layer to the logits; 108k parameters for MNIST.
+    """
+
+    def __init__(self, config: EvaluatorConfig | None = None):
+        super().__init__()
+        self.config = c = config or EvaluatorConfig()
+        c1, c2, c3, c4 = c.channels
+        self.body = nn.Sequential(
+            _conv_bn(c.image_channels, c1), _conv_bn(c1, c2), nn.MaxPool2d(2),
+            _conv_bn(c2, c3), nn.MaxPool2d(2),
+            _conv_bn(c3, c4), nn.MaxPool2d(2),
+            nn.Flatten(),
+        )
+        side = c.image_size // 2 // 2 // 2
+        self.fc = nn.Linear(c4 * side * side, c.feature_dim)
+        self.drop = nn.Dropout(c.dropout)
+        self.head = nn.Linear(c.feature_dim, c.num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (after ReLU, before dropout) of images in [-1, 1], shape (N, feature_dim)."""
+        return F.relu(self.fc(self.body(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(self.features(x)))
+
+
+#: arch name (the ``arch`` field of every stored config) -> (config class, network class)
+ARCHITECTURES = {"unet": (UNetConfig, UNet), "noisy_classifier": (NoisyClassifierConfig, NoisyClassifier),
+                 "evaluator": (EvaluatorConfig, EvaluatorNet)}
+_LEGACY_ARCH = {"mnist-evaluator": "evaluator"}  # the name in the configs of weights made before the registry
 
 
 def build_model(config: dict) -> nn.Module:
     """Build a network from a config dict (as stored in a checkpoint's JSON)."""
     config = dict(config)
     arch = config.pop("arch", "unet")
+    arch = _LEGACY_ARCH.get(arch, arch)
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
-    cfg_cls, model_cls = ARCHITECTURES[arch]
+    config_cls, model_cls = ARCHITECTURES[arch]
     try:
-        cfg = cfg_cls(**config)
+        config = config_cls(**config)
     except TypeError as err:
         raise ValueError(f"config does not fit architecture {arch!r}: {err}") from err
-    return model_cls(cfg)
+    return model_cls(config)

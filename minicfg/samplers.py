@@ -3,32 +3,69 @@
 ``eps_fn`` takes ``z`` of shape (B, ...) and ``lam`` of shape (B,) and returns eps of the shape of
 ``z``: an exact score, a network, or a guided combination plug in alike. ``lams`` is an increasing
 grid from the noise end to the data end, such as :func:`minicfg.schedules.sampling_lams`.
+
+Every sampler has one signature, ``sampler(eps_fn, z, lams, *, generator=None, callback=None,
+**options)``, and returns the x-prediction of the last evaluated log-SNR (as the paper's Alg. 2). After
+each network evaluation it calls ``callback(step, lam, z, x_pred)``: the step index, the log-SNR (0-d),
+the state the network saw and its (clipped) x-prediction; trajectories, plots and progress bars hang
+off this hook. Samplers are registered by name in :data:`SAMPLERS` with :func:`register_sampler`;
+:func:`run_sampler` calls one by name and rejects options it does not take.
 """
 
 from __future__ import annotations
 
-import torch
-from tqdm import tqdm
+import inspect
+from collections.abc import Callable
 
+import torch
+
+from ._checks import check_lams, check_options
 from .diffusion import eps_from_x, posterior, reverse_variance, x_from_eps
 from .schedules import alpha_sigma
 
-__all__ = ["check_lams", "ancestral", "ddim"]
+__all__ = ["SAMPLERS", "DEFAULT_SAMPLER", "PREVIEW_SAMPLER", "register_sampler", "get_sampler", "run_sampler",
+           "ancestral", "ddim", "dpm_solver_2m"]
+
+Sampler = Callable[..., torch.Tensor]
+
+#: name -> sampler function, in registration order; `minicfg sample --sampler` offers these names.
+SAMPLERS: dict[str, Sampler] = {}
+_RESERVED = ("generator", "callback")
+#: The sampler used when none is named (the paper's Alg. 2), and the deterministic one of training previews.
+DEFAULT_SAMPLER = "ancestral"
+PREVIEW_SAMPLER = "ddim"
 
 
-def check_lams(lams: torch.Tensor) -> torch.Tensor:
-    """Validate a sampling grid: 1-D, at least 2 finite values, strictly increasing."""
-    lams = torch.as_tensor(lams)
-    if lams.ndim != 1 or lams.numel() < 2:
-        raise ValueError(f"lams must be a 1-D grid of at least 2 log-SNRs, got shape {tuple(lams.shape)}")
-    if not bool(torch.isfinite(lams).all()):
-        raise ValueError("lams must be finite")
-    if not bool((lams[1:] > lams[:-1]).all()):
-        raise ValueError(
-            "lams must be strictly increasing: sampling walks the log-SNR up from noise (lam_min) to data "
-            "(lam_max); use minicfg.schedules.sampling_lams(n_steps)"
-        )
-    return lams
+def register_sampler(name: str):
+    """Decorator: add a sampler with the standard signature to :data:`SAMPLERS` under ``name``."""
+
+    def add(fn: Sampler) -> Sampler:
+        if name in SAMPLERS:
+            raise ValueError(f"a sampler named {name!r} is already registered")
+        params = inspect.signature(fn).parameters
+        missing = [p for p in _RESERVED if p not in params or params[p].kind is not inspect.Parameter.KEYWORD_ONLY]
+        if list(params)[:3] != ["eps_fn", "z", "lams"] or missing:
+            raise ValueError(f"sampler {name!r} must have the signature (eps_fn, z, lams, *, generator=None, "
+                             f"callback=None, **options)")
+        SAMPLERS[name] = fn
+        return fn
+
+    return add
+
+
+def get_sampler(name: str) -> Sampler:
+    """The sampler registered as ``name``; a ValueError lists the registered names."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {list(SAMPLERS)}")
+    return SAMPLERS[name]
+
+
+def run_sampler(name: str, eps_fn, z: torch.Tensor, lams: torch.Tensor, *, generator=None, callback=None,
+                **options) -> torch.Tensor:
+    """Run the sampler registered as ``name``; options it does not take are a ValueError naming its options."""
+    fn = get_sampler(name)
+    check_options("sampler", name, fn, options, _RESERVED)
+    return fn(eps_fn, z, lams, generator=generator, callback=callback, **options)
 
 
 def _predict(eps_fn, z: torch.Tensor, lam: torch.Tensor, clip_x):
@@ -45,14 +82,16 @@ def _predict(eps_fn, z: torch.Tensor, lam: torch.Tensor, clip_x):
     return x, eps
 
 
+@register_sampler("ancestral")
 def ancestral(
     eps_fn,
     z: torch.Tensor,
     lams: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    callback=None,
     v: float = 0.3,
     clip_x: tuple[float, float] | None = None,
-    generator: torch.Generator | None = None,
-    progress: bool = False,
     noise_scale: float = 1.0,
 ) -> torch.Tensor:
     """The paper's ancestral sampler (Ho & Salimans 2022, Alg. 2).
@@ -66,10 +105,10 @@ def ancestral(
         eps_fn: ``eps_fn(z, lam) -> eps``.
         z: starting noise at ``lams[0]``, shape (B, ...), usually ``torch.randn``.
         lams: increasing grid of log-SNRs.
+        generator: torch.Generator for the noise (reproducible sampling).
+        callback: ``callback(step, lam, z, x_pred)`` after each network evaluation.
         v: variance interpolation, 0 = posterior variance, 1 = forward variance (paper: 0.3).
         clip_x: optional (low, high) range for the x prediction.
-        generator: torch.Generator for the noise (reproducible sampling).
-        progress: show a tqdm bar.
         noise_scale: multiplies the fresh noise of each step. 1 is the paper's sampler; below 1 is the naive
             "low-temperature" sampling that the paper (Sec. 1) contrasts with guidance.
     """
@@ -78,9 +117,11 @@ def ancestral(
     lams = check_lams(lams).to(device=z.device, dtype=z.dtype)
     x = z
     n = lams.numel() - 1
-    for i in tqdm(range(n), disable=not progress, desc="ancestral", leave=False):
+    for i in range(n):
         lam, lam_next = lams[i], lams[i + 1]
         x, _ = _predict(eps_fn, z, lam, clip_x)
+        if callback is not None:
+            callback(i, lam, z, x)
         if i == n - 1:
             break
         mean, _ = posterior(z, x, lam, lam_next)
@@ -90,25 +131,72 @@ def ancestral(
     return x
 
 
+@register_sampler("ddim")
 def ddim(
     eps_fn,
     z: torch.Tensor,
     lams: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    callback=None,
     clip_x: tuple[float, float] | None = None,
-    progress: bool = False,
 ) -> torch.Tensor:
     """The deterministic DDIM sampler (Song et al. 2021) in log-SNR time.
 
     ``z_lam' = alpha_lam' x~ + sigma_lam' eps~``: the probability-flow step that keeps the predicted
-    noise; returns the final prediction ``x~`` like :func:`ancestral`.
+    noise; returns the final prediction ``x~`` like :func:`ancestral`. ``generator`` is accepted for the
+    common signature and unused (nothing is random).
     """
     lams = check_lams(lams).to(device=z.device, dtype=z.dtype)
     x = z
     n = lams.numel() - 1
-    for i in tqdm(range(n), disable=not progress, desc="ddim", leave=False):
+    for i in range(n):
         x, eps = _predict(eps_fn, z, lams[i], clip_x)
+        if callback is not None:
+            callback(i, lams[i], z, x)
         if i == n - 1:
             break
         alpha_next, sigma_next = alpha_sigma(lams[i + 1])
         z = alpha_next * x + sigma_next * eps
+    return x
+
+
+@register_sampler("dpmpp_2m")
+def dpm_solver_2m(
+    eps_fn,
+    z: torch.Tensor,
+    lams: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    callback=None,
+    clip_x: tuple[float, float] | None = None,
+) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2): a second-order multistep solver of the probability-flow ODE.
+
+    It integrates in the half log-SNR ``lam / 2 = log(alpha / sigma)`` on the data prediction ``x~``:
+    ``z' = (sigma' / sigma) z - alpha' (exp(-h) - 1) D`` with ``h = (lam' - lam) / 2``, where ``D = x~`` on
+    the first step and afterwards the extrapolation ``(1 + 1/(2r)) x~ - 1/(2r) x~_prev`` with ``r`` the
+    ratio of the previous step to this one. One network evaluation per step, like DDIM (its first-order
+    special case), and deterministic (``generator`` is unused). Returns the final prediction ``x~``.
+    """
+    lams = check_lams(lams).to(device=z.device, dtype=z.dtype)
+    x = z
+    n = lams.numel() - 1
+    x_prev, h_prev = None, None
+    for i in range(n):
+        x, _ = _predict(eps_fn, z, lams[i], clip_x)
+        if callback is not None:
+            callback(i, lams[i], z, x)
+        if i == n - 1:
+            break
+        h = (lams[i + 1] - lams[i]) / 2
+        _, sigma = alpha_sigma(lams[i])
+        alpha_next, sigma_next = alpha_sigma(lams[i + 1])
+        if x_prev is None:
+            d = x
+        else:
+            r = h_prev / h
+            d = (1 + 1 / (2 * r)) * x - (1 / (2 * r)) * x_prev
+        z = (sigma_next / sigma) * z - alpha_next * torch.expm1(-h) * d
+        x_prev, h_prev = x, h
     return x

@@ -19,18 +19,19 @@ from functools import partial
 from importlib import resources
 from pathlib import Path
 
+from ._checks import check_w
 from .checkpoint import atomic_write_bytes
-from .guidance import check_w
+from .generate import class_labels, generate
 from .metrics import evaluate
-from .sampling import SAMPLERS, class_labels, generate
+from .samplers import DEFAULT_SAMPLER, get_sampler
 
-__all__ = ["FIELDS", "sweep", "read_csv", "write_csv", "paper_results", "best_row"]
+__all__ = ["FIELDS", "sweep", "run_sweep", "read_csv", "write_csv", "paper_results", "best_row"]
 
 #: Columns of a sweep CSV: what was sampled (first eight), then what was measured.
-FIELDS = ("label", "p_uncond", "train_steps", "sampler", "steps", "seed", "n", "w",
+FIELDS = ("label", "p_uncond", "train_steps", "sampler", "n_steps", "seed", "n", "w",
           "accuracy", "fid", "inception_score", "precision", "recall", "sample_s")
-_KEY = ("label", "sampler", "steps", "seed", "n", "w")  # a point is redone only if one of these differs
-_INT = ("train_steps", "steps", "seed", "n")
+_KEY = ("label", "sampler", "n_steps", "seed", "n", "w")  # a point is redone only if one of these differs
+_INT = ("train_steps", "n_steps", "seed", "n")
 _FLOAT = ("p_uncond", "w", "accuracy", "fid", "inception_score", "precision", "recall", "sample_s")
 
 
@@ -67,13 +68,18 @@ def read_csv(path) -> list[dict]:
 
 
 def write_csv(rows: list[dict], path) -> Path:
-    """Write sweep rows (columns :data:`FIELDS`) atomically: a crash leaves the old file or the new one."""
+    """Write sweep rows (columns :data:`FIELDS`) atomically: a crash leaves the old file or the new one.
+
+    Returns the path written, as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in FIELDS})
-    return atomic_write_bytes(Path(path), buf.getvalue().encode())
+    atomic_write_bytes(path, buf.getvalue().encode())
+    return path
 
 
 def _same_point(a: dict, b: dict) -> bool:
@@ -100,10 +106,10 @@ def _check_steps(steps) -> list[int]:
 _say = partial(print, flush=True)  # progress lines reach a log file at once
 
 
-def sweep(model, ws, n_per_class: int = 100, steps=50, sampler: str = "ancestral", seed: int = 1,
+def sweep(model, ws, n_per_class: int = 100, n_steps=50, sampler: str = DEFAULT_SAMPLER, seed: int = 1,
           label: str = "model", meta: dict | None = None, csv_path=None, progress: bool = False,
-          evaluator=None, log=_say) -> list[dict]:
-    """Sample and score ``model`` at every w in ``ws`` for every number of sampling steps in ``steps``.
+          evaluator=None, log=_say, dataset: str = "mnist") -> list[dict]:
+    """Sample and score ``model`` at every w in ``ws`` for every number of sampling steps in ``n_steps``.
 
     Every point starts from the same noise (``seed``), so points differ only by w and steps. ``meta`` (the
     checkpoint metadata from :func:`minicfg.checkpoint.load_model`) fills the columns ``p_uncond`` and
@@ -116,11 +122,10 @@ def sweep(model, ws, n_per_class: int = 100, steps=50, sampler: str = "ancestral
     for w in ws:
         check_w(w)
     ws = [float(w) for w in ws]
-    steps = _check_steps(steps)
+    all_steps = _check_steps(n_steps)
     if not ws:
         raise ValueError("give at least one w")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
+    get_sampler(sampler)  # a ValueError naming the registered samplers if unknown
     if not isinstance(n_per_class, int) or n_per_class < 1:
         raise ValueError(f"n_per_class must be a positive integer, got {n_per_class!r}")
     labels = class_labels(model.config.num_classes, n_per_class)
@@ -129,10 +134,10 @@ def sweep(model, ws, n_per_class: int = 100, steps=50, sampler: str = "ancestral
     train = (meta or {}).get("train", {})
     kept = read_csv(csv_path) if csv_path is not None and Path(csv_path).is_file() else []
     rows = []
-    for n_steps in steps:
+    for n_steps in all_steps:
         for w in ws:
             point = {"label": label, "p_uncond": train.get("p_uncond"), "train_steps": (meta or {}).get("step"),
-                     "sampler": sampler, "steps": n_steps, "seed": seed, "n": len(labels), "w": w}
+                     "sampler": sampler, "n_steps": n_steps, "seed": seed, "n": len(labels), "w": w}
             done = next((r for r in kept if _same_point(r, point)), None)
             if done is not None:
                 rows.append(done)
@@ -140,7 +145,7 @@ def sweep(model, ws, n_per_class: int = 100, steps=50, sampler: str = "ancestral
                 continue
             t = time.perf_counter()
             images = generate(model, labels, w, n_steps=n_steps, sampler=sampler, seed=seed, progress=progress)
-            scores = evaluate(images, labels, evaluator=evaluator)
+            scores = evaluate(images, labels, evaluator=evaluator, dataset=dataset)
             row = {**point, **{k: scores[k] for k in ("accuracy", "fid", "inception_score", "precision", "recall")},
                    "sample_s": round(time.perf_counter() - t, 1)}
             rows.append(row)
@@ -172,3 +177,28 @@ def paper_results(table: int | None = None) -> list[dict]:
              "w": float(r["w"]), "fid": float(r["fid"]), "inception_score": float(r["inception_score"])}
             for r in csv.DictReader(_data_lines(text))]
     return [r for r in rows if table is None or r["table"] == table]
+
+
+def run_sweep(out, ws, checkpoint=None, dataset: str = "mnist", n_per_class: int = 100, n_steps=(50,),
+              sampler: str = DEFAULT_SAMPLER, seed: int = 1, label: str | None = None, by=None, paper: int | None = 1,
+              progress: bool = False) -> str:
+    """``minicfg sweep``: :func:`sweep` a checkpoint into ``OUT/sweep.csv``, then draw every row of that file.
+
+    Returns a one-line summary naming the best point and the files written.
+    """
+    from .checkpoint import load_model
+    from .sweep_plots import save_sweep_figures
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, meta = load_model(checkpoint, dataset=dataset)
+    label = label or (str(checkpoint) if checkpoint else f"shipped {dataset}")
+    csv_path = out / "sweep.csv"
+    rows = sweep(model, ws, n_per_class=n_per_class, n_steps=list(n_steps), sampler=sampler, seed=seed, label=label,
+                 meta=meta, csv_path=csv_path, progress=progress, dataset=dataset)
+    every = read_csv(csv_path)  # this sweep and any earlier ones written to the same folder
+    figures = save_sweep_figures(every, out, by=by, paper=None if paper is None else paper_results(paper),
+                                 is_max=model.config.num_classes)
+    best = best_row(rows)
+    return (f"best cFID of this sweep: {best['fid']:.2f} at w={best['w']:g} ({best['n_steps']} steps); wrote "
+            f"{csv_path} ({len(every)} rows), " + " and ".join(str(f) for f in figures))

@@ -1,19 +1,31 @@
-"""Figures of a guidance sweep (:mod:`minicfg.sweep`): FID against IS, and each metric against w.
+"""Figures of a guidance sweep (:mod:`minicfg.sweep`): the trade-off curves, and each metric against w or steps.
 
-Built without pyplot (like :func:`minicfg.sampling.grid_figure`), so they neither change a notebook's backend
+On MNIST the Inception Score saturates (it cannot exceed the number of classes, and guided samples reach 9.97 of
+10 at w = 1), so the trade-off is drawn as classifier FID against accuracy and against recall; the IS panel is
+kept, on a plain axis, to compare the curve's shape with the paper's FID-against-IS figure. Every MNIST axis says
+"classifier FID" (computed with the evaluation classifier's features, :mod:`minicfg.metrics`); only the paper's
+panels say "FID (Inception)", and the two scales are not comparable.
+
+Built without pyplot (like :func:`minicfg.sample_files.grid_figure`), so they neither change a notebook's backend
 nor need closing: leave one as a cell's last expression to show it, or call ``fig.savefig``.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["tradeoff_figure", "metrics_figure", "group_rows"]
+__all__ = ["tradeoff_figure", "metrics_figure", "steps_table_figure", "save_sweep_figures", "group_rows"]
 
-_NAMES = {"fid": "FID (lower is better)", "inception_score": "IS (higher is better)", "accuracy": "accuracy",
-          "precision": "precision", "recall": "recall"}
+CFID = "classifier FID (lower is better)"
+_NAMES = {"fid": CFID, "inception_score": "IS of the evaluation classifier (higher is better)",
+          "accuracy": "accuracy (higher is better)", "precision": "precision (higher is better)",
+          "recall": "recall (higher is better)"}
+_SHORT = {"fid": "classifier FID", "inception_score": "IS", "accuracy": "accuracy", "precision": "precision",
+          "recall": "recall"}
+PAPER_FID, PAPER_IS = "FID (Inception, lower is better)", "IS (Inception, higher is better)"
 
 
 def _keys(by) -> tuple[str, ...]:
@@ -21,7 +33,7 @@ def _keys(by) -> tuple[str, ...]:
 
 
 def group_rows(rows: list[dict], by="label") -> dict:
-    """Rows grouped by the value of ``by``, a column or several (e.g. "label", ("label", "steps")).
+    """Rows grouped by the value of ``by``, a column or several (e.g. "label", ("label", "n_steps")).
 
     Keys are the values (a tuple of them for several columns), in sorted order; each group is sorted by w.
     """
@@ -36,78 +48,174 @@ def group_rows(rows: list[dict], by="label") -> dict:
     return {k: sorted(groups[k], key=lambda r: r["w"]) for k in keys}
 
 
+_LEGEND_NAMES = {"n_steps": "steps"}  # column names as a reader would say them
+
+
 def _legend(by, value) -> str:
     keys = _keys(by)
     values = (value,) if len(keys) == 1 else value
     parts = []
     for key, v in zip(keys, values, strict=True):
         shown = f"{v:g}" if isinstance(v, (int, float)) else str(v)
-        parts.append(shown if key == "label" else f"{key} = {shown}")
+        parts.append(shown if key == "label" else f"{_LEGEND_NAMES.get(key, key)} = {shown}")
     return ", ".join(parts)
 
 
-def _curves(ax, rows: list[dict], by, title: str) -> None:
+def _curves(ax, rows: list[dict], by, x: str, xlabel: str, ylabel: str, title: str, legend: bool = True) -> None:
+    """FID against ``x``, one curve per value of ``by``, points in w order, on a log FID axis (the low end of the
+    U and its steep rise both stay visible)."""
     for i, (value, group) in enumerate(group_rows(rows, by).items()):
-        x = [r["inception_score"] for r in group]
-        y = [r["fid"] for r in group]
-        (line,) = ax.plot(x, y, marker="o", ms=3, lw=1.2, label=_legend(by, value))
+        xs, ys = [r[x] for r in group], [r["fid"] for r in group]
+        (line,) = ax.plot(xs, ys, marker="o", ms=3, lw=1.2, label=_legend(by, value))
         if i == 0:  # the w of each point, on the first curve only (the others follow the same order)
-            for r in group:
-                ax.annotate(f"{r['w']:g}", (r["inception_score"], r["fid"]), fontsize=6, color=line.get_color(),
-                            xytext=(2, 2), textcoords="offset points")
-    ax.set_xlabel(_NAMES["inception_score"])
-    ax.set_ylabel(_NAMES["fid"])
+            _label_points(ax, xs, ys, [f"w={r['w']:g}" for r in group], line.get_color())
+    ax.set_yscale("log")
+    ax.autoscale_view()
+    low, high = ax.get_ylim()
+    ax.yaxis.set_major_formatter(_plain)
+    ax.yaxis.set_minor_formatter(_plain if high / low < 5 else _plain_minor)  # a short axis labels every tick
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.tick_params(labelsize=7, which="both")
+    if legend:
+        ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
 
 
-def _stretch_towards(ax, is_max: float, values) -> None:
-    """An IS axis on which the distance to ``is_max`` is logarithmic, so points near the maximum separate."""
-    def forward(x):
-        return -np.log10(np.clip(is_max - np.asarray(x, dtype=float), 1e-4, None))
+def _plain(value, _pos=None) -> str:
+    return f"{value:g}"
 
-    def inverse(y):
-        return is_max - 10.0 ** (-np.asarray(y, dtype=float))
 
-    ax.set_xscale("function", functions=(forward, inverse))
-    lo = min(values)
-    ticks = [t for t in (1, 2, 5, 8, 9, 9.5, 9.8, 9.9, 9.95, 9.98, 9.99) if lo - 0.5 <= t * is_max / 10 < is_max]
-    ax.set_xticks([t * is_max / 10 for t in ticks], [f"{t * is_max / 10:g}" for t in ticks], fontsize=7)
-    ax.minorticks_off()
-    ax.set_xlabel(f"IS (higher is better; the axis stretches towards its maximum {is_max:g})")
+def _plain_minor(value, _pos=None) -> str:  # label 2, 3, 5 between the decades, which a short log axis needs
+    mantissa = value / 10 ** np.floor(np.log10(value))
+    return f"{value:g}" if round(mantissa) in (2, 3, 5) and abs(mantissa - round(mantissa)) < 1e-6 else ""
+
+
+def _label_points(ax, xs, ys, texts, color) -> None:
+    """Write each point's text beside it, skipping one that would sit on a text already written."""
+    ax.autoscale_view()
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    placed = []
+    for x, y, text in zip(xs, ys, texts, strict=True):
+        fx = (x - x0) / (x1 - x0)
+        fy = (np.log(y) - np.log(y0)) / (np.log(y1) - np.log(y0))  # the FID axis is logarithmic
+        if any(abs(fx - px) < 0.09 and abs(fy - py) < 0.05 for px, py in placed):
+            continue
+        placed.append((fx, fy))
+        ax.annotate(text, (x, y), fontsize=6, color=color, xytext=(3, 2), textcoords="offset points")
 
 
 def tradeoff_figure(rows: list[dict], by="label", paper: list[dict] | None = None,
                     title: str = "MNIST (classifier features)", is_max: float | None = None):
-    """FID against IS (the paper's Figs. 4-5): one curve per value of ``by`` (a column or several), points in w order.
+    """The trade-off of a sweep, one curve per value of ``by`` (a column or several), points in w order.
 
-    With ``paper`` (rows of :func:`minicfg.sweep.paper_results` for one table) a second panel shows the
-    published curves beside ours: compare shapes, not numbers (different data, network and feature space).
-    IS cannot exceed the number of classes; with ``is_max`` (e.g. 10 for MNIST) our IS axis is stretched
-    logarithmically towards it, so that the points of large w, all close to the maximum, stay apart.
+    Top: classifier FID against accuracy (fidelity) and against recall (diversity), the two things guidance
+    trades. Below: classifier FID against IS beside the paper's FID against IS (its Figs. 4-5) when ``paper``
+    (rows of :func:`minicfg.sweep.paper_results` for one table) is given: compare shapes, not numbers (different
+    data, network and feature space). ``is_max`` (the number of classes) marks the ceiling of IS on a plain axis.
+
+    A sweep over sampling steps (``by`` includes "n_steps") has only a few w per step count, and six three-point
+    curves do not read; it is drawn as a table instead (:func:`steps_table_figure`).
     """
+    if "n_steps" in _keys(by):
+        return steps_table_figure(rows, by=by, paper=paper, title=title)
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9.5 if paper else 5.0, 3.8), dpi=110)
-    axes = fig.subplots(1, 2 if paper else 1, squeeze=False)[0]
-    _curves(axes[0], rows, by, title)
+    fig = Figure(figsize=(10.0, 7.4) if paper else (13.5, 3.9), dpi=110)
+    axes = fig.subplots(2, 2) if paper else fig.subplots(1, 3)
+    axes = list(np.ravel(axes))
+    _curves(axes[0], rows, by, "accuracy", _NAMES["accuracy"], CFID, f"{title}: fidelity")
+    _curves(axes[1], rows, by, "recall", "recall (higher is better; falls as w grows)", CFID,
+            f"{title}: diversity", legend=False)
+    _curves(axes[2], rows, by, "inception_score", _NAMES["inception_score"], CFID,
+            f"{title}: IS, for the shape", legend=False)
     if is_max is not None:
-        _stretch_towards(axes[0], is_max, [r["inception_score"] for r in rows])
+        ceiling = axes[2].axvline(is_max, color="k", ls=":", lw=1, label=f"IS = {is_max:g}, its maximum")
+        axes[2].legend(handles=[ceiling], fontsize=7)
+        lo = min(r["inception_score"] for r in rows)
+        axes[2].set_xlim(lo - 0.05 * (is_max - lo), is_max + 0.05 * (is_max - lo))
     if paper:
         first = paper[0]
         named = [{**r, r["setting"]: r["value"]} for r in paper]  # e.g. a column "p_uncond" for the legend
-        _curves(axes[1], named, first["setting"], f"paper, Table {first['table']} ({first['dataset']}, Inception)")
+        _curves(axes[3], named, first["setting"], "inception_score", PAPER_IS, PAPER_FID,
+                f"paper, Table {first['table']} ({first['dataset']}, Inception network)")
     fig.tight_layout()
     return fig
 
 
-def metrics_figure(rows: list[dict], by="label", metrics=("accuracy", "fid", "precision", "recall"), x: str = "w"):
-    """Each metric against ``x`` (w on a symmetric-log axis so that w = 0 shows, or "steps" on a log axis),
-    one line per value of ``by``."""
+def steps_table_figure(rows: list[dict], by="n_steps", paper: list[dict] | None = None,
+                       metrics=("fid", "accuracy", "recall"), title: str = "MNIST (classifier features)"):
+    """A sweep over sampling steps as tables: a row per w (and per other setting in ``by``), a column per step count.
+
+    Each cell shows the value. Its colour says how far it is from the best value of its row: white at the best,
+    full colour at 50% above the best FID or 0.05 below the best accuracy or recall, so differences as small as the
+    seed noise stay pale. With ``paper`` (Table 2 of :func:`minicfg.sweep.paper_results`) the paper's FID
+    (Inception) is drawn the same way, for the w of our rows that the paper has.
+    """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(2.6 * len(metrics), 2.9), dpi=110)
+    others = tuple(k for k in _keys(by) if k not in ("n_steps", "w"))
+    steps = sorted({r["n_steps"] for r in rows})
+    row_keys = sorted({tuple(r[k] for k in others) + (r["w"],) for r in rows}, key=lambda t: t[::-1])
+    panels = [(f"{title}: {_SHORT[m]}", m, _table(rows, row_keys, others, steps, m)) for m in metrics]
+    if paper:
+        named = [{**r, "n_steps": int(r["value"])} for r in paper]
+        p_steps = sorted({r["n_steps"] for r in named})
+        p_ws = sorted({r["w"] for r in named} & {k[-1] for k in row_keys}) or sorted({r["w"] for r in named})
+        panels.append((f"paper, Table {paper[0]['table']} ({paper[0]['dataset']})", "paper",
+                       _table(named, [(w,) for w in p_ws], (), p_steps, "fid")))
+    n_cols = 2 if len(panels) > 2 else len(panels)
+    n_rows = -(-len(panels) // n_cols)
+    height = 0.95 + 0.33 * max(len(row_keys), 3)
+    fig = Figure(figsize=(1.6 + 4.4 * n_cols, 0.3 + height * n_rows), dpi=110)
+    axes = np.ravel(fig.subplots(n_rows, n_cols, squeeze=False))
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    for ax, (name, metric, (table, labels, cols)) in zip(axes, panels, strict=False):
+        lower_is_better = metric in ("fid", "paper")
+        if lower_is_better:  # relative excess over the row's best FID, full colour at +50%
+            shade = (table / np.nanmin(table, axis=1, keepdims=True) - 1) / 0.5
+        else:  # shortfall below the row's best, full colour at 0.05
+            shade = (np.nanmax(table, axis=1, keepdims=True) - table) / 0.05
+        ax.imshow(np.clip(shade, 0, 1), cmap="Oranges", vmin=0, vmax=1.4, aspect="auto")
+        fmt = "{:.2f}" if lower_is_better else "{:.3f}"
+        for (i, j), v in np.ndenumerate(table):
+            if np.isfinite(v):
+                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(cols)), [f"{c:g}" for c in cols], fontsize=7)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_xlabel("sampling steps", fontsize=8)
+        if metric == "paper":
+            ax.set_title(f"{name}: {PAPER_FID}", fontsize=8)
+        else:
+            ax.set_title(f"{name} ({'lower' if lower_is_better else 'higher'} is better)", fontsize=8)
+        ax.tick_params(length=0)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    fig.suptitle("a row per w; colour: how far from the best of its row (white: the best; full: FID 50% above it, "
+                 "accuracy or recall 0.05 below it)", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _table(rows, row_keys, others, steps, metric):
+    """A (rows x steps) array of ``metric``, with the row labels "w = ..." (and the other settings)."""
+    table = np.full((len(row_keys), len(steps)), np.nan)
+    for r in rows:
+        key = tuple(r[k] for k in others) + (r["w"],)
+        if key in row_keys and r["n_steps"] in steps:
+            table[row_keys.index(key), steps.index(r["n_steps"])] = r[metric]
+    labels = [", ".join([_legend(others, k[:-1])] * bool(others) + [f"w = {k[-1]:g}"]) for k in row_keys]
+    return table, labels, steps
+
+
+def metrics_figure(rows: list[dict], by="label", metrics=("accuracy", "fid", "precision", "recall"), x: str = "w"):
+    """Each metric against ``x`` (w on a symmetric-log axis so that w = 0 shows, or "n_steps" on a log axis),
+    one line per value of ``by``. FID here is the classifier FID of the evaluation network."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2.7 * len(metrics), 3.0), dpi=110)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics, strict=True):
         for value, group in group_rows(rows, by).items():
@@ -120,10 +228,31 @@ def metrics_figure(rows: list[dict], by="label", metrics=("accuracy", "fid", "pr
             ax.set_xscale("log", base=2)
         ticks = sorted({r[x] for r in rows})
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=7)
+        ax.tick_params(axis="y", labelsize=7)
         ax.minorticks_off()
-        ax.set_xlabel("sampling steps" if x == "steps" else x)
-        ax.set_title(_NAMES[metric], fontsize=9)
+        ax.set_xlabel("sampling steps (log scale)" if x == "n_steps" else x, fontsize=8)
+        ax.set_title(_NAMES[metric], fontsize=8)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def save_sweep_figures(rows: list[dict], out, by=None, paper: list[dict] | None = None,
+                       is_max: float | None = None) -> list[Path]:
+    """Draw a sweep's rows as ``minicfg sweep`` does; returns the two paths written.
+
+    ``OUT/fid_vs_is.png`` is :func:`tradeoff_figure` (a table for a sweep over steps) and ``OUT/metrics_vs_w.png``
+    :func:`metrics_figure` (``metrics_vs_steps.png``, one line per w, for a sweep over steps). One curve per setting:
+    by the columns that differ between the rows, unless ``by`` says otherwise. ``is_max`` is the number of classes,
+    the ceiling of IS.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    varies = [c for c in ("label", "n_steps", "sampler", "seed", "w") if len({r.get(c) for r in rows}) > 1]
+    by = by or [c for c in varies if c != "w"] or "label"
+    x, x_by = ("n_steps", [c for c in varies if c != "n_steps"] or "label") if "n_steps" in varies else ("w", by)
+    paths = [out / "fid_vs_is.png", out / f"metrics_vs_{'steps' if x == 'n_steps' else x}.png"]
+    tradeoff_figure(rows, by=by, paper=paper, is_max=is_max).savefig(paths[0])
+    metrics_figure(rows, by=x_by, x=x).savefig(paths[1])
+    return paths

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .diffusion import check_labels, expand_lam
+from ._checks import check_labels, check_w
+from .diffusion import expand_lam
 from .guidance import cfg_eps_fn as _guidance_cfg_eps_fn
-from .guidance import check_w, classifier_guided_eps
+from .guidance import classifier_guided_eps
 from .schedules import alpha_sigma
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "cfg_eps_fn",
     "classifier_eps_fn",
     "class_stats",
-    "recorded",
 ]
 
 
@@ -409,21 +409,3 @@ def class_stats(mixture: GaussianMixture, x: torch.Tensor, labels: torch.Tensor)
         out["own_nearest"][k] = (nearest[sel] == k).to(x.dtype).mean()
         out["p_class"][k] = p_class[sel].mean()
     return out
-
-
-def recorded(eps_fn):
-    """Wrap ``eps_fn`` so that every call's ``lam``, ``z`` and ``eps`` are kept: trajectories for plots.
-
-    ``fn, trace = recorded(eps_fn)``; after ``sampler(fn, z, lams)``, ``trace["lam"]`` holds one float per
-    model call and ``trace["z"]``, ``trace["eps"]`` one tensor each (the sampler's state when it called).
-    """
-    trace: dict[str, list] = {"lam": [], "z": [], "eps": []}
-
-    def fn(z: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-        eps = eps_fn(z, lam)
-        trace["lam"].append(float(lam.reshape(-1)[0]))
-        trace["z"].append(z.detach().clone())
-        trace["eps"].append(eps.detach().clone())
-        return eps
-
-    return fn, trace

@@ -1,4 +1,9 @@
-"""Training loop for the CFG diffusion model on ``diffusion.eps_loss`` (paper Alg. 1).
+"""Training: one loop for every network the project trains, with its objective taken from a registry.
+
+:data:`OBJECTIVES` maps a name to the architecture it trains and its loss: ``eps`` is the CFG diffusion
+model on ``diffusion.eps_loss`` (paper Alg. 1), ``noisy_classifier`` the noisy classifier of classifier
+guidance on ``diffusion.classifier_loss``. :data:`PRESETS` names recipes; :func:`recipe_from` merges a
+preset with the options a user set.
 
 Everything random is a function of (seed, step): the batch order comes from a permutation seeded by
 the epoch, and the noise, log-SNRs and label dropout of step ``k`` from a generator seeded by ``k``.
@@ -19,14 +24,15 @@ from pathlib import Path
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_tensors, save_tensors, save_weights
-from .data import IMAGE_SHAPES, NUM_CLASSES, load
+from .data import get_dataset, load
 from .diffusion import classifier_loss, eps_loss
 from .nets import build_model
 
-__all__ = ["TrainConfig", "PRESETS", "train", "Trainer"]
+__all__ = ["TrainConfig", "Objective", "OBJECTIVES", "register_objective", "PRESETS", "recipe_from", "train",
+           "Trainer", "training_preview"]
 
 
 @dataclass
@@ -35,7 +41,7 @@ class TrainConfig:
 
     dataset: str = "mnist"
     objective: str = "eps"
-    steps: int | None = 4000
+    train_steps: int | None = 4000
     minutes: float | None = None
     batch_size: int = 128
     lr: float = 2e-3
@@ -57,12 +63,11 @@ class TrainConfig:
     def validate(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose one of {sorted(OBJECTIVES)}")
-        if self.dataset not in NUM_CLASSES:
-            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {sorted(NUM_CLASSES)}")
-        if (self.steps is None) == (self.minutes is None):
-            raise ValueError("give exactly one of steps or minutes")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be positive, got {self.steps}")
+        get_dataset(self.dataset)
+        if (self.train_steps is None) == (self.minutes is None):
+            raise ValueError("give exactly one of train_steps or minutes")
+        if self.train_steps is not None and self.train_steps < 1:
+            raise ValueError(f"train_steps must be positive, got {self.train_steps}")
         if self.minutes is not None and not (self.minutes > 0 and math.isfinite(self.minutes)):
             raise ValueError(f"minutes must be a positive number, got {self.minutes}")
         if not 0.0 <= self.p_uncond <= 1.0:
@@ -73,17 +78,88 @@ class TrainConfig:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
 
 
-#: What a run trains: the CFG diffusion model (``eps``) or the noisy classifier of classifier guidance.
-OBJECTIVES = {"eps": "unet", "classifier": "noisy_classifier"}
+@dataclass(frozen=True)
+class Objective:
+    """What a run trains: the architecture (``nets.ARCHITECTURES``), ``loss(model, x, labels, recipe,
+    num_classes, generator) -> scalar`` on a batch of training images ``x`` with their ``labels``, and the
+    hint printed when a run ends (``{ema}`` is the path of its EMA weights); ``report(model, dataset) -> dict``,
+    if given, measures the finished EMA model, and its figures are stored beside the weights."""
+
+    arch: str
+    loss: object
+    next_step: str = "EMA weights for {ema}"
+    report: object = None
+
+
+#: name -> :class:`Objective`; `TrainConfig.objective` names one.
+OBJECTIVES: dict[str, Objective] = {}
+
+
+def register_objective(name: str, objective: Objective) -> Objective:
+    """Add a training objective under ``name``."""
+    if name in OBJECTIVES:
+        raise ValueError(f"an objective named {name!r} is already registered")
+    OBJECTIVES[name] = objective
+    return objective
+
+
+def _eps_objective(model, x, labels, recipe, num_classes, generator):
+    return eps_loss(model, x, labels, recipe.p_uncond, num_classes, generator=generator,
+                    lam_min=recipe.lam_min, lam_max=recipe.lam_max)
+
+
+def _classifier_objective(model, x, labels, recipe, num_classes, generator):
+    return classifier_loss(model, x, labels, generator=generator, lam_min=recipe.lam_min, lam_max=recipe.lam_max)
+
+
+register_objective("eps", Objective("unet", _eps_objective,
+                                    "sample them with `minicfg sample --checkpoint {ema} --out samples.png`"))
+register_objective("noisy_classifier", Objective(
+    "noisy_classifier", _classifier_objective,
+    "guide with them: `minicfg sample --guidance classifier --classifier {ema} --out samples.png`"))
+
+def _evaluator_objective(model, x, labels, recipe, num_classes, generator):
+    from .evaluator import evaluator_loss
+
+    return evaluator_loss(model, x, labels, recipe, num_classes, generator)
+
+
+def _evaluator_report(model, dataset):
+    from .evaluator import evaluator_report
+
+    return evaluator_report(model, dataset)
+
+
+register_objective("evaluator", Objective(
+    "evaluator", _evaluator_objective,
+    "score samples with them: `minicfg evaluate SAMPLES.npz --evaluator {ema}`", report=_evaluator_report))
 
 #: Named recipes: ``default`` is the shipped-weights recipe, ``live`` fits notebook 05's live run.
 PRESETS: dict[str, dict] = {
-    "default": {"steps": 4000},
-    "live": {"steps": 1000, "ema_decay": 0.995, "warmup_steps": 100},
-    "smoke": {"steps": 60, "ema_decay": 0.9, "warmup_steps": 10, "batch_size": 64},
-    "classifier": {"objective": "classifier", "steps": 3000, "lr": 1e-3, "weight_decay": 0.05,
+    "default": {"train_steps": 4000},
+    "live": {"train_steps": 1000, "ema_decay": 0.995, "warmup_steps": 100},
+    "smoke": {"train_steps": 60, "ema_decay": 0.9, "warmup_steps": 10, "batch_size": 64},
+    "noisy_classifier": {"objective": "noisy_classifier", "train_steps": 3000, "lr": 1e-3, "weight_decay": 0.05,
                    "model": {"channels": (32, 64), "blocks_per_level": 1}},
+    # 4 passes over the 60,000 training digits; warm-up for the first fifth, as the evaluator's earlier loop did
+    "evaluator": {"objective": "evaluator", "train_steps": 1872, "lr": 4e-3, "weight_decay": 5e-4,
+                  "warmup_steps": 374, "final_lr_frac": 0.0, "ema_decay": 0.998, "grad_clip": 10.0,
+                  "model": {"channels": (16, 32, 32, 64), "feature_dim": 128, "dropout": 0.3}},
 }
+
+
+def recipe_from(preset: str, dataset: str = "mnist", **overrides) -> TrainConfig:
+    """The recipe of ``preset`` with every override that is not None applied (``minutes`` replaces
+    ``train_steps`` and the other way round), for ``dataset``."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    recipe = dict(PRESETS[preset])
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "minutes" in given:
+        recipe["train_steps"] = None
+    if "train_steps" in given:
+        recipe["minutes"] = None
+    return TrainConfig(dataset=dataset, **{**recipe, **given})
 
 
 def _ema_fn(decay: float):
@@ -96,14 +172,14 @@ def _ema_fn(decay: float):
     return avg_fn
 
 
-def _lr_lambda(cfg: TrainConfig, total_steps: int):
+def _lr_lambda(recipe: TrainConfig, total_steps: int):
     """Linear warm-up, then cosine decay to ``final_lr_frac`` of the peak at ``total_steps``."""
 
     def fn(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
-        return cfg.final_lr_frac + (1 - cfg.final_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
+        if step < recipe.warmup_steps:
+            return (step + 1) / recipe.warmup_steps
+        progress = min(1.0, (step - recipe.warmup_steps) / max(1, total_steps - recipe.warmup_steps))
+        return recipe.final_lr_frac + (1 - recipe.final_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return fn
 
@@ -111,23 +187,24 @@ def _lr_lambda(cfg: TrainConfig, total_steps: int):
 class Trainer:
     """State of one training run in folder ``out``; see :func:`train`."""
 
-    def __init__(self, cfg: TrainConfig, out, data=None, command: str | None = None):
-        cfg.validate()
-        self.cfg = cfg
+    def __init__(self, recipe: TrainConfig, out, data=None, command: str | None = None):
+        recipe.validate()
+        self.recipe = recipe
         self.out = Path(out)
         self.command = command or "minicfg.train.train(...) called from Python"
-        torch.manual_seed(cfg.seed)
-        c, h, w = IMAGE_SHAPES[cfg.dataset]
-        self.model_config = {"arch": OBJECTIVES[cfg.objective], "image_channels": c, "image_size": h,
-                             "num_classes": NUM_CLASSES[cfg.dataset], **cfg.model}
+        torch.manual_seed(recipe.seed)
+        record = get_dataset(recipe.dataset)
+        channels, size, _ = record.image_shape
+        self.model_config = {"arch": OBJECTIVES[recipe.objective].arch, "image_channels": channels,
+                             "image_size": size, "num_classes": record.num_classes, **recipe.model}
         self.model = build_model(self.model_config)
-        if cfg.channels_last:
+        if recipe.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.ema = AveragedModel(self.model, avg_fn=_ema_fn(cfg.ema_decay), use_buffers=True)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+        self.ema = AveragedModel(self.model, avg_fn=_ema_fn(recipe.ema_decay), use_buffers=True)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
                                      betas=(0.9, 0.99))
         self.step = 0
-        self.total_steps = cfg.steps
+        self.total_steps = recipe.train_steps
         self.elapsed = 0.0
         self.sched = None
         self.data = data
@@ -135,8 +212,8 @@ class Trainer:
     # -- state ------------------------------------------------------------------------------------
     def _make_sched(self) -> None:
         for group in self.opt.param_groups:
-            group.setdefault("initial_lr", self.cfg.lr)
-        self.sched = LambdaLR(self.opt, _lr_lambda(self.cfg, self.total_steps), last_epoch=self.step - 1)
+            group.setdefault("initial_lr", self.recipe.lr)
+        self.sched = LambdaLR(self.opt, _lr_lambda(self.recipe, self.total_steps), last_epoch=self.step - 1)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         t = {f"model.{k}": v for k, v in self.model.state_dict().items()}
@@ -152,11 +229,11 @@ class Trainer:
     def meta(self) -> dict:
         return {
             "model": self.model_config,
-            "train": asdict(self.cfg),
+            "train": asdict(self.recipe),
             "step": self.step,
             "total_steps": self.total_steps,
             "elapsed_s": round(self.elapsed, 2),
-            "dataset": self.cfg.dataset,
+            "dataset": self.recipe.dataset,
             "command": self.command,
             "torch": torch.__version__,
         }
@@ -169,7 +246,7 @@ class Trainer:
     def load(self, path) -> None:
         tensors, meta = load_tensors(path)
         saved = meta.get("train", {})
-        mine = asdict(self.cfg)
+        mine = asdict(self.recipe)
         differ = {k: (saved.get(k), mine[k]) for k in ("dataset", "model", "p_uncond", "batch_size", "seed")
                   if json.dumps(saved.get(k)) != json.dumps(mine[k])}
         if differ:
@@ -189,54 +266,50 @@ class Trainer:
                 name, _, slot = key[4:].rpartition(".")
                 self.opt.state[params[name]][slot] = v.clone()
         self.step = int(meta["step"])
-        # --steps given again may extend or shorten the run; a --minutes run keeps its calibrated length
-        self.total_steps = self.cfg.steps or (int(meta["total_steps"]) if meta.get("total_steps") else None)
+        # --train-steps given again may extend or shorten the run; a --minutes run keeps its calibrated length
+        self.total_steps = self.recipe.train_steps or (int(meta["total_steps"]) if meta.get("total_steps") else None)
         self.elapsed = float(meta.get("elapsed_s", 0.0))
 
     # -- data -------------------------------------------------------------------------------------
     def _ensure_data(self) -> None:
         if self.data is None:
-            images, labels = load(self.cfg.dataset, train=True).tensors
+            images, labels = load(self.recipe.dataset, train=True).tensors
             self.data = (images, labels)
         n = self.data[0].shape[0]
-        if n < self.cfg.batch_size:
-            raise ValueError(f"batch_size {self.cfg.batch_size} exceeds the {n} training images")
-        self.steps_per_epoch = n // self.cfg.batch_size
+        if n < self.recipe.batch_size:
+            raise ValueError(f"batch_size {self.recipe.batch_size} exceeds the {n} training images")
+        self.steps_per_epoch = n // self.recipe.batch_size
         self._perm_epoch = -1
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, pos = divmod(step, self.steps_per_epoch)
         if epoch != self._perm_epoch:
-            g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+            g = torch.Generator().manual_seed(self.recipe.seed * 1_000_003 + epoch)
             self._perm = torch.randperm(self.data[0].shape[0], generator=g)
             self._perm_epoch = epoch
-        idx = self._perm[pos * self.cfg.batch_size:(pos + 1) * self.cfg.batch_size]
+        idx = self._perm[pos * self.recipe.batch_size:(pos + 1) * self.recipe.batch_size]
         x = self.data[0][idx]
-        if self.cfg.channels_last:
+        if self.recipe.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, self.data[1][idx]
 
     # -- one step ---------------------------------------------------------------------------------
     def train_step(self) -> float:
-        cfg = self.cfg
+        recipe = self.recipe
         x, y = self.batch(self.step)
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step + 1)
+        g = torch.Generator().manual_seed(recipe.seed * 1_000_003 + self.step + 1)
         self.model.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16 and x.device.type == "cpu"):
-            if cfg.objective == "eps":
-                loss = eps_loss(self.model, x, y, cfg.p_uncond, self.model_config["num_classes"], generator=g,
-                                lam_min=cfg.lam_min, lam_max=cfg.lam_max)
-            else:
-                loss = classifier_loss(self.model, x, y, generator=g, lam_min=cfg.lam_min, lam_max=cfg.lam_max)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16 and x.device.type == "cpu"):
+            loss = OBJECTIVES[recipe.objective].loss(self.model, x, y, recipe, self.model_config["num_classes"], g)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise FloatingPointError(
                 f"loss became {value} at step {self.step}; no checkpoint was written with these weights. "
-                f"Lower the learning rate (--lr, now {cfg.lr}) or resume from the last good checkpoint."
+                f"Lower the learning rate (--lr, now {recipe.lr}) or resume from the last good checkpoint."
             )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), recipe.grad_clip)
         self.opt.step()
         self.sched.step()
         self.ema.update_parameters(self.model)
@@ -257,12 +330,12 @@ class Trainer:
 
         ``stop_after`` ends the run early at that step (with a checkpoint), as an interruption would.
         """
-        cfg = self.cfg
+        recipe = self.recipe
         self._ensure_data()
         if self.total_steps is None:
-            self.total_steps = cfg.warmup_steps + 20  # provisional, replaced after calibration
+            self.total_steps = recipe.warmup_steps + 20  # provisional, replaced after calibration
             self._make_sched()
-            self.total_steps = self.calibrate_steps(cfg.minutes)
+            self.total_steps = self.calibrate_steps(recipe.minutes)
         self._make_sched()
         self.out.mkdir(parents=True, exist_ok=True)
         log_path = self.out / "log.csv"
@@ -284,16 +357,16 @@ class Trainer:
                 bar.update(1)
                 now = time.perf_counter()
                 if self.step % 50 == 0 or self.step == self.total_steps:
-                    ips = (self.step - step_last) * cfg.batch_size / max(now - t_last, 1e-9)
+                    ips = (self.step - step_last) * recipe.batch_size / max(now - t_last, 1e-9)
                     t_last, step_last = now, self.step
                     lr = self.opt.param_groups[0]["lr"]
                     writer.writerow([self.step, f"{ema_loss:.5f}", f"{lr:.3g}", f"{ips:.0f}", f"{self.elapsed:.1f}"])
                     log.flush()
                     bar.set_postfix(loss=f"{ema_loss:.4f}", img_s=f"{ips:.0f}")
-                if now - last_ckpt >= cfg.checkpoint_every_s:
+                if now - last_ckpt >= recipe.checkpoint_every_s:
                     self.save()
                     last_ckpt = now
-                if on_sample is not None and now - last_sample >= cfg.sample_every_s:
+                if on_sample is not None and now - last_sample >= recipe.sample_every_s:
                     on_sample(self)
                     last_sample = now
         except KeyboardInterrupt:
@@ -306,22 +379,25 @@ class Trainer:
         path = self.save()
         if self.step < self.total_steps:
             return path
-        self.export_ema(self.out / "ema.safetensors")
+        report = OBJECTIVES[self.recipe.objective].report
+        self.export_ema(self.out / "ema.safetensors",
+                        report(self.ema.module.eval(), self.recipe.dataset) if report is not None else None)
         if on_sample is not None:
             on_sample(self)
         return path
 
-    def export_ema(self, path) -> None:
-        """Write the EMA weights alone (the shippable file) with the recipe and the command that made it."""
+    def export_ema(self, path, report: dict | None = None) -> None:
+        """Write the EMA weights alone (the shippable file) with the recipe, the command that made it and
+        the objective's ``report`` of the finished model (e.g. the evaluator's test accuracy)."""
         model = self.ema.module
         info = {k: v for k, v in self.meta().items() if k != "model"}
-        save_weights(path, model, info)
+        save_weights(path, model, {**info, **(report or {})})
 
 
-def train(cfg: TrainConfig, out, resume: bool = False, progress: bool = True, command: str | None = None,
+def train(recipe: TrainConfig, out, resume: bool = False, progress: bool = True, command: str | None = None,
           data=None, on_sample=None) -> Trainer:
     """Train (or, with ``resume``, continue) a run in folder ``out``; returns the finished Trainer."""
-    trainer = Trainer(cfg, out, data=data, command=command)
+    trainer = Trainer(recipe, out, data=data, command=command)
     ckpt = Path(out) / "checkpoint.safetensors"
     if resume:
         if not ckpt.exists():
@@ -331,3 +407,17 @@ def train(cfg: TrainConfig, out, resume: bool = False, progress: bool = True, co
         raise CheckpointError(f"{ckpt} already exists: pass --resume to continue it, or choose another --out")
     trainer.run(progress=progress, on_sample=on_sample)
     return trainer
+
+
+def training_preview(trainer, ws=(0.0, 1.0), n_per_class: int = 6, n_steps: int = 30) -> Path:
+    """Sample a small grid from a Trainer's EMA model into ``OUT/samples.png`` (called during training)."""
+    from .generate import generate_grid
+    from .sample_files import save_grid
+    from .samplers import PREVIEW_SAMPLER
+
+    model = trainer.ema.module
+    was_training = model.training
+    model.eval()
+    panels = generate_grid(model, ws, n_per_class=n_per_class, n_steps=n_steps, sampler=PREVIEW_SAMPLER, seed=0)
+    model.train(was_training)
+    return save_grid(panels, n_per_class, Path(trainer.out) / "samples.png", title=f"step {trainer.step}")

@@ -66,9 +66,9 @@ def test_classifier_guidance_runs_in_both_samplers_under_no_grad(batch):
 
 
 def test_noisy_classifier_learns_from_noised_real_digits(tmp_path, mnist_small):
-    cfg = TrainConfig(objective="classifier", steps=150, batch_size=64, lr=3e-3, warmup_steps=5, ema_decay=0.9,
-                      model={"channels": (16, 32), "emb_dim": 32, "groups": 4}, sample_every_s=1e9)
-    trainer = Trainer(cfg, tmp_path / "clf", data=mnist_small)
+    recipe = TrainConfig(objective="noisy_classifier", train_steps=150, batch_size=64, lr=3e-3, warmup_steps=5,
+                         ema_decay=0.9, model={"channels": (16, 32), "emb_dim": 32, "groups": 4}, sample_every_s=1e9)
+    trainer = Trainer(recipe, tmp_path / "clf", data=mnist_small)
     x, y = mnist_small[0][:256], mnist_small[1][:256]
     g = torch.Generator().manual_seed(5)
     with torch.no_grad():

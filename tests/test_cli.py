@@ -1,5 +1,6 @@
 """The command line: sampling with the shipped weights, one-line errors for bad options."""
 
+import argparse
 import subprocess
 import sys
 
@@ -9,8 +10,8 @@ import torch
 
 from minicfg import cli
 from minicfg.checkpoint import load_model
+from minicfg.generate import class_labels, generate
 from minicfg.nets import NoisyClassifier, NoisyClassifierConfig
-from minicfg.sampling import class_labels, generate
 
 
 def _run(*args):
@@ -19,7 +20,7 @@ def _run(*args):
 
 def test_sample_npz_with_the_shipped_weights(tmp_path):
     out = tmp_path / "s.npz"
-    assert cli.main(["sample", "--w", "0,2", "--n-per-class", "2", "--steps", "6", "--out", str(out),
+    assert cli.main(["sample", "--w", "0,2", "--n-per-class", "2", "--n-steps", "6", "--out", str(out),
                      "--no-progress"]) == 0
     data = np.load(out)
     assert data["images"].dtype == np.uint8 and data["images"].shape == (40, 1, 28, 28)
@@ -31,7 +32,7 @@ def test_sample_npz_with_the_shipped_weights(tmp_path):
 
 def test_sample_png_grid(tmp_path):
     out = tmp_path / "grid.png"
-    assert cli.main(["sample", "--w", "1", "--n-per-class", "1", "--steps", "3", "--sampler", "ddim",
+    assert cli.main(["sample", "--w", "1", "--n-per-class", "1", "--n-steps", "3", "--sampler", "ddim",
                      "--out", str(out), "--no-progress"]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -41,7 +42,7 @@ def test_sample_png_grid(tmp_path):
     [
         (["sample", "--w", "0,nan", "--out", "x.png"], "finite"),
         (["sample", "--w", "500", "--out", "x.png"], "outside [-1, 100]"),
-        (["sample", "--steps", "0", "--out", "x.png"], "positive integer"),
+        (["sample", "--n-steps", "0", "--out", "x.png"], "positive integer"),
         (["sample", "--out", "x.jpg"], "must end in .png"),
         (["sample", "--checkpoint", "/nonexistent/ckpt.safetensors", "--out", "x.png"], "no checkpoint at"),
         (["train", "--out", "o", "--p-uncond", "1.5"], "probability in [0, 1]"),
@@ -56,10 +57,24 @@ def test_bad_values_get_a_one_line_error(args, message, tmp_path):
     assert message in last and "Traceback" not in result.stderr
 
 
-def test_every_command_has_help():
-    for command in ["download", "train", "train-classifier", "sample", "evaluate", "train-evaluator"]:
-        result = _run(command, "--help")
-        assert result.returncode == 0 and "usage: minicfg" in result.stdout
+def _commands() -> list[str]:
+    """The subcommands the parser defines, read from it, so that a new command is covered automatically."""
+    (sub,) = [a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return list(sub.choices)
+
+
+def test_every_command_has_help(capsys):
+    commands = _commands()
+    assert {"download", "train", "train-classifier", "sample", "evaluate", "train-evaluator", "sweep"} <= set(commands)
+    for command in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([command, "--help"])
+        out = capsys.readouterr().out
+        assert exit_info.value.code == 0 and out.startswith(f"usage: minicfg {command}"), command
+    # the installed entry point: its top-level help lists every command
+    result = _run("--help")
+    assert result.returncode == 0 and "usage: minicfg" in result.stdout
+    assert all(command in result.stdout for command in commands)
 
 
 def test_classifier_guidance_at_w0_is_the_unguided_model():

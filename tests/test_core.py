@@ -161,6 +161,114 @@ def test_eps_loss_feeds_model_noised_inputs_and_drops_labels():
         diffusion.eps_loss(model, x, labels[:3], 0.1, 10)
 
 
+# ---------------------------------------------------------------------------------------- the losses, by hand
+# The references below are written from the paper's definitions (Ho & Salimans 2022, Sec. 2 and Alg. 1), not
+# with the library's helpers. They replay the random numbers in the order the library draws them from the
+# generator: one uniform u per sample, then eps, then (eps_loss only) one uniform per label for the dropout.
+# That order is an implementation detail: if it changes, these references must change with it.
+
+
+def _cosine_lam_by_hand(u: torch.Tensor, lam_min: float, lam_max: float) -> torch.Tensor:
+    """lam(u) = -2 log tan(a u + b) with lam(0) = lam_max and lam(1) = lam_min (tan(b) = e^(-lam_max / 2))."""
+    b = math.atan(math.exp(-lam_max / 2))
+    a = math.atan(math.exp(-lam_min / 2)) - b
+    return torch.tensor([-2.0 * math.log(math.tan(a * float(t) + b)) for t in u], dtype=torch.float64)
+
+
+def _noised_by_hand(x: torch.Tensor, lam: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """z = alpha x + sigma eps with alpha^2 = sigmoid(lam) = 1 / (1 + e^-lam) and sigma^2 = sigmoid(-lam)."""
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    alpha = (1.0 / (1.0 + torch.exp(-lam))).sqrt().reshape(shape)
+    sigma = (1.0 / (1.0 + torch.exp(lam))).sqrt().reshape(shape)
+    return alpha * x + sigma * eps
+
+
+class _FixedEpsNet(torch.nn.Module):
+    """A tiny deterministic "network": a fixed linear map of z plus terms in lam and in the label.
+
+    Its output depends on all three inputs, so a wrong z, lam or label changes the loss.
+    """
+
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(123)
+        self.register_buffer("weight", torch.randn(dim, dim, generator=g, dtype=torch.float64) / dim**0.5)
+        self.register_buffer("label_emb", torch.randn(num_classes + 1, dim, generator=g, dtype=torch.float64))
+
+    def forward(self, z, lam, labels):
+        flat = z.flatten(1) @ self.weight.T + 0.05 * lam[:, None] + 0.5 * self.label_emb[labels]
+        return flat.reshape(z.shape)
+
+
+class _FixedClassifier(torch.nn.Module):
+    """A fixed linear classifier of (z, lam): logits = z W^T + lam v."""
+
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(321)
+        self.register_buffer("weight", torch.randn(num_classes, dim, generator=g, dtype=torch.float64))
+        self.register_buffer("lam_weight", torch.randn(num_classes, generator=g, dtype=torch.float64) / 10)
+
+    def forward(self, z, lam):
+        return z.flatten(1) @ self.weight.T + lam[:, None] * self.lam_weight
+
+
+def _batch(n=64, num_classes=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 3, 2, generator=g, dtype=torch.float64) * 2 - 1
+    return x, torch.randint(0, num_classes, (n,), generator=g)
+
+
+@pytest.mark.parametrize(("lam_min", "lam_max"), [(-20.0, 20.0), (-7.0, 11.0)])
+def test_eps_loss_equals_the_papers_objective_computed_by_hand(lam_min, lam_max):
+    """Alg. 1: lam from the cosine schedule, z = alpha x + sigma eps, labels dropped to the null index
+    num_classes with probability p_uncond, and the per-pixel mean of (eps_theta(z, lam, c) - eps)^2."""
+    num_classes, p_uncond = 10, 0.3
+    x, labels = _batch(num_classes=num_classes)
+    model = _FixedEpsNet(x[0].numel(), num_classes)
+
+    g = torch.Generator().manual_seed(7)  # the same draws, replayed
+    u = torch.rand(x.shape[0], generator=g, dtype=x.dtype)
+    eps = torch.randn(x.shape, generator=g, dtype=x.dtype)
+    dropped = torch.rand(labels.shape, generator=g) < p_uncond
+    lam = _cosine_lam_by_hand(u, lam_min, lam_max)
+    z = _noised_by_hand(x, lam, eps)
+    c = torch.where(dropped, num_classes, labels)
+    assert 0 < int(dropped.sum()) < len(labels)  # both kinds of label are exercised
+    expected = ((model(z, lam, c) - eps) ** 2).flatten(1).mean(1)
+
+    kwargs = dict(lam_min=lam_min, lam_max=lam_max)
+    got = diffusion.eps_loss(model, x, labels, p_uncond, num_classes, torch.Generator().manual_seed(7),
+                             reduction="none", **kwargs)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+    mean = diffusion.eps_loss(model, x, labels, p_uncond, num_classes, torch.Generator().manual_seed(7), **kwargs)
+    torch.testing.assert_close(mean, expected.mean(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(("lam_min", "lam_max"), [(-20.0, 20.0), (-7.0, 11.0)])
+def test_classifier_loss_equals_cross_entropy_computed_by_hand(lam_min, lam_max):
+    """lam from the cosine schedule, z = alpha x + sigma eps, then -log softmax(logits)[label], averaged."""
+    num_classes = 10
+    x, labels = _batch(num_classes=num_classes, seed=1)
+    classifier = _FixedClassifier(x[0].numel(), num_classes)
+
+    g = torch.Generator().manual_seed(11)
+    u = torch.rand(x.shape[0], generator=g, dtype=x.dtype)
+    eps = torch.randn(x.shape, generator=g, dtype=x.dtype)
+    lam = _cosine_lam_by_hand(u, lam_min, lam_max)
+    logits = classifier(_noised_by_hand(x, lam, eps), lam)
+    log_norm = torch.log(torch.exp(logits - logits.max(1, keepdim=True).values).sum(1)) + logits.max(1).values
+    expected = log_norm - logits[torch.arange(len(labels)), labels]
+
+    kwargs = dict(lam_min=lam_min, lam_max=lam_max)
+    got = diffusion.classifier_loss(classifier, x, labels, torch.Generator().manual_seed(11), reduction="none",
+                                    **kwargs)
+    # the library takes the cross-entropy of float32 logits: agreement to float32 precision
+    torch.testing.assert_close(got, expected.float(), rtol=1e-5, atol=1e-5)
+    mean = diffusion.classifier_loss(classifier, x, labels, torch.Generator().manual_seed(11), **kwargs)
+    torch.testing.assert_close(mean, expected.mean().float(), rtol=1e-5, atol=1e-5)
+
+
 def test_cfg_endpoints_and_per_sample_w():
     ec, eu = torch.randn(3, 2), torch.randn(3, 2)
     torch.testing.assert_close(guidance.cfg(ec, eu, 0.0), ec)

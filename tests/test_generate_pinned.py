@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from minicfg.checkpoint import load_model
-from minicfg.sampling import generate
+from minicfg.generate import generate
 
 PINNED = {
     "cfg w=1 ancestral": (
@@ -43,7 +43,7 @@ PINNED = {
 @pytest.fixture(scope="module")
 def shipped():
     model, _ = load_model()
-    classifier, _ = load_model(dataset="mnist_classifier")
+    classifier, _ = load_model(role="noisy_classifier")
     return model, classifier
 
 

@@ -18,8 +18,8 @@ import torch
 from torch.nn import functional as F
 
 from minicfg import cli
-from minicfg.checkpoint import CheckpointError, save_tensors
-from minicfg.evaluator import SHIPPED_EVALUATOR, load_evaluator
+from minicfg.checkpoint import CheckpointError, load_model, save_tensors, shipped_weights
+from minicfg.evaluator import load_evaluator
 from minicfg.metrics import (
     Reference,
     as_images,
@@ -34,6 +34,7 @@ from minicfg.metrics import (
 )
 
 N_SAMPLE = 2000
+SHIPPED_EVALUATOR = shipped_weights("mnist", "evaluator")
 
 
 # -- Frechet distance against closed forms --------------------------------------------------------
@@ -203,7 +204,7 @@ def test_load_evaluator_rejects_other_files(tmp_path):
         load_evaluator(junk)
     other = tmp_path / "other.safetensors"
     save_tensors(other, {"w": torch.zeros(2)}, {"model": {"arch": "unet"}})
-    with pytest.raises(CheckpointError, match="not an evaluator"):
+    with pytest.raises(CheckpointError, match="not of a 'evaluator'"):
         load_evaluator(other)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         load_evaluator(tmp_path / "missing.safetensors")
@@ -261,3 +262,18 @@ def test_cli_evaluate_bad_file(tmp_path, capsys, make, message):
     assert message in err and len(err.splitlines()) == 1
     with pytest.raises(ValueError, match=message):
         load_samples(path)
+
+
+def test_the_evaluator_trains_through_the_trainer(tmp_path, mnist_small):
+    """`minicfg train-evaluator` is the common Trainer under the preset "evaluator": EMA weights that the model
+    store loads as an evaluator, with the measured test accuracy beside them."""
+    from minicfg.train import recipe_from, train
+
+    recipe = recipe_from("evaluator", train_steps=80, batch_size=64, warmup_steps=10, sample_every_s=1e9)
+    trainer = train(recipe, tmp_path / "ev", progress=False, data=mnist_small)
+    model, meta = load_evaluator(tmp_path / "ev" / "ema.safetensors")
+    assert meta["train"]["objective"] == "evaluator" and meta["step"] == 80 == trainer.step
+    assert meta["test_accuracy"] > 0.85  # 80 steps on 1,024 digits; a model that learnt nothing scores 0.1
+    assert json.loads((tmp_path / "ev" / "ema.json").read_text())["test_accuracy"] == meta["test_accuracy"]
+    with pytest.raises(CheckpointError, match="not of a 'model'"):
+        load_model(tmp_path / "ev" / "ema.safetensors")

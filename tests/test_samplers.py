@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from minicfg import toy
+from minicfg._checks import check_lams
 from minicfg.diffusion import x_from_eps
-from minicfg.samplers import ancestral, check_lams, ddim
+from minicfg.samplers import SAMPLERS, ancestral, ddim, run_sampler
 from minicfg.schedules import sampling_lams
 
 DT = torch.float64
@@ -35,15 +36,19 @@ TARGET = toy.GaussianMixture(
 )
 
 
+#: Network evaluations per sample in the exact-mixture test: the fast solver is held to 20, as its aim says.
+STEPS_FOR = {"ancestral": N_STEPS, "ddim": N_STEPS, "dpmpp_2m": 20}
+
+
 def _draw(sampler: str, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(N_SAMPLES, 2, dtype=DT, generator=g)
-    lams = sampling_lams(N_STEPS, lam_min=-20.0, lam_max=20.0, dtype=DT)
+    lams = sampling_lams(STEPS_FOR[sampler], lam_min=-20.0, lam_max=20.0, dtype=DT)
     fn = toy.eps_fn(TARGET)  # exact unconditional eps
-    return ancestral(fn, z, lams, v=0.3, generator=g) if sampler == "ancestral" else ddim(fn, z, lams)
+    return run_sampler(sampler, fn, z, lams, generator=g)
 
 
-@pytest.mark.parametrize("sampler", ["ancestral", "ddim"])
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
 def test_sampler_matches_exact_mixture(sampler):
     x = _draw(sampler)
     n = x.shape[0]
@@ -100,23 +105,42 @@ def test_wrong_eps_shape_rejected(sampler):
         sampler(lambda z, lam: z.flatten(), z, sampling_lams(3))
 
 
+# per-entry data distribution N(DATA_MEAN, DATA_STD^2) for tensors of shape (B, 2, 3): unlike N(0, I), it is
+# not where the samplers start, so returning the starting noise (or z) cannot pass for sampling it
+DATA_MEAN = torch.tensor([[1.5, -2.0, 0.7], [-0.6, 3.0, -1.2]], dtype=DT)
+DATA_STD = torch.tensor([[0.5, 1.5, 0.3], [2.0, 0.8, 0.4]], dtype=DT)
+
+
+def _gaussian_data_eps(z, lam):
+    """Exact eps for data ~ N(m, s^2) per entry: z_lam ~ N(alpha m, alpha^2 s^2 + sigma^2), eps = -sigma grad log p."""
+    shape = (-1,) + (1,) * (z.ndim - 1)
+    alpha2, sigma2 = torch.sigmoid(lam).reshape(shape), torch.sigmoid(-lam).reshape(shape)
+    return sigma2.sqrt() * (z - alpha2.sqrt() * DATA_MEAN) / (alpha2 * DATA_STD**2 + sigma2)
+
+
 @pytest.mark.parametrize("sampler", ["ancestral", "ddim"])
 def test_any_batch_shape(sampler):
-    """Tensors of shape (B, 2, 3) go through; for N(0, I) data the result is N(0, I) in every entry."""
+    """Tensors of shape (B, 2, 3) go through, and every entry gets its own N(m, s^2) data distribution.
+
+    With N_STEPS steps the samplers' variance bias is at most 3% here (about 1.4 standard errors; measured
+    with 100,000 samples), against 6-12% with 50 steps.
+    """
     g = torch.Generator().manual_seed(0)
     z = torch.randn(4000, 2, 3, dtype=DT, generator=g)
     seen = []
 
     def fn(z, lam):
         seen.append(tuple(lam.shape))
-        return _standard_normal_eps(z, lam)
+        return _gaussian_data_eps(z, lam)
 
-    lams = sampling_lams(50, dtype=DT)
+    lams = sampling_lams(N_STEPS, dtype=DT)
     x = ancestral(fn, z, lams, generator=g) if sampler == "ancestral" else ddim(fn, z, lams)
     assert x.shape == (4000, 2, 3) and seen[0] == (4000,)
     n = x.shape[0]
-    assert float(x.mean(0).abs().max()) < N_SE / n**0.5
-    assert float((x.var(0) - 1).abs().max()) < N_SE * (2 / n) ** 0.5
+    mean_err = ((x.mean(0) - DATA_MEAN) / (DATA_STD / n**0.5)).abs().max()
+    assert float(mean_err) < N_SE, f"sample means {x.mean(0).tolist()} vs {DATA_MEAN.tolist()}"
+    var_err = ((x.var(0) - DATA_STD**2) / (DATA_STD**2 * (2 / n) ** 0.5)).abs().max()
+    assert float(var_err) < N_SE, f"sample variances {x.var(0).tolist()} vs {(DATA_STD**2).tolist()}"
 
 
 def test_ancestral_reproducible_with_seeded_generator():

@@ -1,6 +1,7 @@
 """The guidance sweep: rows, CSV resume after an interruption, bad input, the paper's tables, the figures."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,8 +9,8 @@ import pytest
 from minicfg import cli
 from minicfg import sweep as sweep_module
 from minicfg.checkpoint import load_model
+from minicfg.generate import class_labels, generate
 from minicfg.metrics import evaluate
-from minicfg.sampling import class_labels, generate
 from minicfg.sweep import best_row, paper_results, read_csv, sweep, write_csv
 from minicfg.sweep_plots import group_rows, metrics_figure, tradeoff_figure
 
@@ -25,20 +26,40 @@ def _quiet(*_):
 
 def test_sweep_rows_match_direct_sampling_and_scoring(shipped, mnist_test):
     model, meta = shipped
-    rows = sweep(model, [0, 2], n_per_class=1, steps=[3], meta=meta, label="m", log=_quiet)
-    assert [(r["w"], r["steps"], r["n"], r["label"]) for r in rows] == [(0.0, 3, 10, "m"), (2.0, 3, 10, "m")]
+    rows = sweep(model, [0, 2], n_per_class=1, n_steps=[3], meta=meta, label="m", log=_quiet)
+    assert [(r["w"], r["n_steps"], r["n"], r["label"]) for r in rows] == [(0.0, 3, 10, "m"), (2.0, 3, 10, "m")]
     assert rows[0]["p_uncond"] == meta["train"]["p_uncond"] and rows[0]["train_steps"] == meta["step"]
     labels = class_labels(10, 1)
     direct = evaluate(generate(model, labels, 2.0, n_steps=3, seed=1), labels)
     for key in ("accuracy", "fid", "inception_score", "precision", "recall"):
         assert rows[1][key] == pytest.approx(direct[key], rel=1e-6, abs=1e-9)
-    assert best_row(rows)["fid"] == min(r["fid"] for r in rows)
+
+
+def test_best_row_is_the_lowest_finite_value():
+    rows = [{"w": w, "fid": fid, "inception_score": score} for w, fid, score in
+            [(0.0, 7.0, 9.1), (0.3, 2.5, 9.8), (0.5, math.nan, 9.9), (1.0, None, 9.95), (2.0, 4.0, 8.7),
+             (4.0, -math.inf, 10.0)]]
+    assert best_row(rows)["w"] == 0.3  # nan, None and -inf (a broken point) are skipped
+    assert best_row(rows[::-1])["w"] == 0.3
+    assert best_row(rows, key="inception_score")["w"] == 2.0
+    with pytest.raises(ValueError, match="no row has a finite fid"):
+        best_row([rows[2], rows[3], rows[5]])
+
+
+def test_write_csv_returns_the_path_it_wrote(tmp_path):
+    row = {"label": "m", "w": 0.5, "n_steps": 3, "n": 10, "seed": 1, "sampler": "ancestral", "fid": 1.5,
+           "inception_score": 2.5}
+    target = tmp_path / "new folder" / "sweep.csv"
+    written = write_csv([row], str(target))
+    assert isinstance(written, Path) and written == target and target.is_file()
+    assert [(r["label"], r["w"], r["fid"]) for r in read_csv(written)] == [("m", 0.5, 1.5)]
+    assert write_csv([], target) == target and read_csv(target) == []
 
 
 def test_interrupted_sweep_resumes_from_its_csv(shipped, mnist_test, tmp_path, monkeypatch):
     model, meta = shipped
     path = tmp_path / "sweep.csv"
-    write_csv([{"label": "other model", "w": 9.0, "steps": 3, "n": 10, "seed": 1, "sampler": "ancestral",
+    write_csv([{"label": "other model", "w": 9.0, "n_steps": 3, "n": 10, "seed": 1, "sampler": "ancestral",
                 "fid": 1.0, "inception_score": 2.0}], path)
     real_generate = sweep_module.generate
     calls = []
@@ -51,12 +72,12 @@ def test_interrupted_sweep_resumes_from_its_csv(shipped, mnist_test, tmp_path, m
 
     monkeypatch.setattr(sweep_module, "generate", generate_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        sweep(model, [0, 1], n_per_class=1, steps=3, meta=meta, label="m", csv_path=path, log=_quiet)
+        sweep(model, [0, 1], n_per_class=1, n_steps=3, meta=meta, label="m", csv_path=path, log=_quiet)
     saved = read_csv(path)
     assert [(r["label"], r["w"]) for r in saved] == [("other model", 9.0), ("m", 0.0)]
 
     calls.clear()
-    rows = sweep(model, [0, 1], n_per_class=1, steps=3, meta=meta, label="m", csv_path=path, log=_quiet)
+    rows = sweep(model, [0, 1], n_per_class=1, n_steps=3, meta=meta, label="m", csv_path=path, log=_quiet)
     assert calls == [1.0]  # w = 0 was read back, only w = 1 was sampled
     assert rows[0] == saved[1]
     assert [(r["label"], r["w"]) for r in read_csv(path)] == [("other model", 9.0), ("m", 0.0), ("m", 1.0)]
@@ -64,7 +85,7 @@ def test_interrupted_sweep_resumes_from_its_csv(shipped, mnist_test, tmp_path, m
     calls.clear()  # another seed is another point
     with path.open("a") as f:  # and a hand-made row without the settings matches no point
         f.write("m,,,ancestral,,,,0.0,,3.0,4.0,,,\n")
-    sweep(model, [0], n_per_class=1, steps=3, seed=2, label="m", csv_path=path, log=_quiet)
+    sweep(model, [0], n_per_class=1, n_steps=3, seed=2, label="m", csv_path=path, log=_quiet)
     assert calls == [0.0]
 
 
@@ -72,7 +93,7 @@ def test_rows_another_sweep_writes_meanwhile_are_kept(shipped, mnist_test, tmp_p
     model, meta = shipped
     path = tmp_path / "sweep.csv"
     real_generate = sweep_module.generate
-    other = {"label": "other", "w": 0.5, "steps": 3, "n": 10, "seed": 1, "sampler": "ancestral", "fid": 1.0,
+    other = {"label": "other", "w": 0.5, "n_steps": 3, "n": 10, "seed": 1, "sampler": "ancestral", "fid": 1.0,
              "inception_score": 2.0}
 
     def generate_while_another_sweep_writes(*args, **kwargs):
@@ -81,7 +102,7 @@ def test_rows_another_sweep_writes_meanwhile_are_kept(shipped, mnist_test, tmp_p
         return real_generate(*args, **kwargs)
 
     monkeypatch.setattr(sweep_module, "generate", generate_while_another_sweep_writes)
-    sweep(model, [0, 1], n_per_class=1, steps=3, meta=meta, label="m", csv_path=path, log=_quiet)
+    sweep(model, [0, 1], n_per_class=1, n_steps=3, meta=meta, label="m", csv_path=path, log=_quiet)
     assert [(r["label"], r["w"]) for r in read_csv(path)] == [("m", 0.0), ("other", 0.5), ("m", 1.0)]
 
 
@@ -91,14 +112,14 @@ def test_rows_another_sweep_writes_meanwhile_are_kept(shipped, mnist_test, tmp_p
         ({"ws": [0, 150]}, "outside"),
         ({"ws": [math.nan]}, "finite"),
         ({"ws": []}, "at least one w"),
-        ({"steps": [0]}, "positive integers"),
-        ({"steps": 2.5}, "positive integers"),
+        ({"n_steps": [0]}, "positive integers"),
+        ({"n_steps": 2.5}, "positive integers"),
         ({"sampler": "euler"}, "unknown sampler"),
         ({"n_per_class": 0}, "positive integer"),
     ],
 )
 def test_sweep_rejects_bad_input(shipped, kwargs, message):
-    args = {"ws": [0], "steps": 2, "n_per_class": 1, **kwargs}
+    args = {"ws": [0], "n_steps": 2, "n_per_class": 1, **kwargs}
     ws = args.pop("ws")
     with pytest.raises(ValueError, match=message):
         sweep(shipped[0], ws, log=_quiet, **args)
@@ -112,7 +133,7 @@ def test_read_csv_errors(tmp_path):
     with pytest.raises(ValueError, match="not a sweep CSV"):
         read_csv(other)
     broken = tmp_path / "broken.csv"
-    broken.write_text("w,fid,inception_score,steps\n0,1.0,2.0,fifty\n")
+    broken.write_text("w,fid,inception_score,n_steps\n0,1.0,2.0,fifty\n")
     with pytest.raises(ValueError, match="malformed row"):
         read_csv(broken)
 
@@ -140,31 +161,32 @@ def test_paper_tables_as_transcribed_agree_with_the_papers_text():
 
 
 def test_figures_draw_one_curve_per_group():
-    rows = [{"label": lab, "steps": t, "w": w, "fid": 10 - w + t / 100, "inception_score": 5 + w, "accuracy": 0.9,
-             "precision": 0.8, "recall": 0.7} for lab in ("a", "b") for t in (16, 32) for w in (1.0, 0.0)]
-    groups = group_rows(rows[::-1], ("label", "steps"))  # sorted by setting, whatever the order of the rows
+    rows = [{"label": lab, "n_steps": t, "w": w, "fid": 10 - w + t / 100, "inception_score": 5 + w,
+             "accuracy": 0.9 + w / 20, "precision": 0.8, "recall": 0.7 - w / 10}
+            for lab in ("a", "b") for t in (16, 32) for w in (1.0, 0.0)]
+    groups = group_rows(rows[::-1], ("label", "n_steps"))  # sorted by setting, whatever the order of the rows
     assert list(groups) == [("a", 16), ("a", 32), ("b", 16), ("b", 32)]
     assert all([r["w"] for r in g] == [0.0, 1.0] for g in groups.values())
-    fig = tradeoff_figure(rows, by=("label", "steps"), paper=paper_results(2))
-    ours, theirs = fig.axes
-    assert len(ours.lines) == 4 and len(theirs.lines) == 3
-    assert [t.get_text() for t in theirs.get_legend().get_texts()] == ["steps = 128", "steps = 256", "steps = 1024"]
+    one_steps = [r for r in rows if r["n_steps"] == 16]
+    acc, rec, is_, theirs = tradeoff_figure(one_steps, by="label", paper=paper_results(1), is_max=10).axes
+    assert len(acc.lines) == 2 and len(rec.lines) == 2 and len(is_.lines) == 3  # two curves, and the IS ceiling
+    assert [ax.get_ylabel().startswith("classifier FID") for ax in (acc, rec, is_)] == [True, True, True]
+    assert is_.get_xscale() == "linear" and theirs.get_ylabel().startswith("FID (Inception")
+    assert list(acc.lines[0].get_xdata()) == pytest.approx([0.9, 0.95])
+    assert list(rec.lines[0].get_xdata()) == pytest.approx([0.7, 0.6])
+    tables = tradeoff_figure(rows, by=("label", "n_steps"), paper=paper_results(2))
+    assert len([ax for ax in tables.axes if ax.get_visible()]) == 4  # cFID, accuracy, recall, the paper's FID
     assert len(metrics_figure(rows, by="label").axes) == 4
-    stretched = tradeoff_figure(rows, is_max=10).axes[0]
-    assert stretched.get_xscale() == "function"
-    # the gap to the maximum is logarithmic: IS 9 -> 9.9 spans as much axis as 9.9 -> 9.99
-    to_axis = stretched.xaxis.get_transform().transform
-    assert np.diff(to_axis(np.array([9.0, 9.9, 9.99]))) == pytest.approx([1.0, 1.0])
-    by_w = metrics_figure(rows, by="w", x="steps").axes[0]
+    by_w = metrics_figure(rows, by="w", x="n_steps").axes[0]
     assert len(by_w.lines) == 2 and list(by_w.lines[0].get_xdata()) == [16, 16, 32, 32]
 
 
 def test_cli_sweep_writes_csv_and_figures(tmp_path, mnist_test):
     out = tmp_path / "sweep"
-    assert cli.main(["sweep", "--w", "0,1", "--n-per-class", "1", "--steps", "2,3", "--out", str(out),
+    assert cli.main(["sweep", "--w", "0,1", "--n-per-class", "1", "--n-steps", "2,3", "--out", str(out),
                      "--no-progress", "--paper", "2"]) == 0
     rows = read_csv(out / "sweep.csv")
-    assert sorted((r["steps"], r["w"]) for r in rows) == [(2, 0.0), (2, 1.0), (3, 0.0), (3, 1.0)]
+    assert sorted((r["n_steps"], r["w"]) for r in rows) == [(2, 0.0), (2, 1.0), (3, 0.0), (3, 1.0)]
     assert all(r["label"] == "shipped mnist" and r["n"] == 10 for r in rows)
     for name in ("fid_vs_is.png", "metrics_vs_steps.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
@@ -173,8 +195,8 @@ def test_cli_sweep_writes_csv_and_figures(tmp_path, mnist_test):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["sweep", "--steps", "16,0", "--out", "o"], "comma-separated positive integers"),
-        (["sweep", "--steps", "x", "--out", "o"], "comma-separated positive integers"),
+        (["sweep", "--n-steps", "16,0", "--out", "o"], "comma-separated positive integers"),
+        (["sweep", "--n-steps", "x", "--out", "o"], "comma-separated positive integers"),
         (["sweep", "--w", "0,inf", "--out", "o"], "finite"),
     ],
 )

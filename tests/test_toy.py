@@ -44,6 +44,23 @@ def _autograd(fn, z):
     return grad
 
 
+def _gauss_logpdf(pts, mean, cov):
+    """log N(pts; mean, cov) for 2-D points (N, 2), written out with the 2x2 inverse and determinant."""
+    (a, b), (c, d) = cov.tolist()
+    det = a * d - b * c
+    dx, dy = (pts - mean).unbind(1)
+    maha = (d * dx**2 - (b + c) * dx * dy + a * dy**2) / det
+    return -0.5 * maha - 0.5 * math.log(det) - math.log(2 * math.pi)
+
+
+def _class_log_marginals(mix, pts, lam):
+    """log p(z_lam | k) for every class (N, K): N(alpha mu_k, alpha^2 Sigma_k + sigma^2 I), alpha^2 = sigmoid(lam)."""
+    a2, s2 = 1 / (1 + math.exp(-lam)), 1 / (1 + math.exp(lam))
+    eye = torch.eye(2, dtype=DT)
+    moments = zip(mix.means, mix.covs, strict=True)
+    return torch.stack([_gauss_logpdf(pts, a2**0.5 * m, a2 * c + s2 * eye) for m, c in moments], 1)
+
+
 LABEL_CASES = {
     "uncond": None,
     "one int": 1,
@@ -76,8 +93,10 @@ def test_classifier_grad_matches_autograd(mix, lam):
     labels = torch.tensor([0, 1, 2] * 4)
     grad = _autograd(lambda t: mix.classifier_log_prob(t, lam).gather(1, labels[:, None]), z)
     torch.testing.assert_close(mix.classifier_grad(z, lam, labels), grad, rtol=0, atol=ATOL)
-    # p(c | z) is a distribution over classes
-    torch.testing.assert_close(mix.classifier_log_prob(z, lam).logsumexp(1), torch.zeros(12, dtype=DT))
+    # Bayes' rule by hand: p(c | z_lam) = pi_c p(z_lam | c) / sum_k pi_k p(z_lam | k)
+    joint = mix.weights * _class_log_marginals(mix, z, lam).exp()
+    torch.testing.assert_close(mix.classifier_log_prob(z, lam).exp(), joint / joint.sum(1, keepdim=True),
+                               rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("lam", LAMS)
@@ -125,12 +144,35 @@ def test_guided_eps_is_score_of_tilted_density_at_each_lam(mix, w, lam):
     torch.testing.assert_close(eps, -_sigma(lam, z) * grad, rtol=0, atol=ATOL)
 
 
+@pytest.mark.parametrize("lam", [-3.0, 4.0])
+def test_marginal_is_the_data_density_convolved_with_the_noise(mix, lam):
+    """p(z_lam) = integral p(x) N(z_lam; alpha x, sigma^2 I) dx (paper Eq. 1), by quadrature on a grid of x.
+
+    The reference uses neither the closed form of the marginal nor the library: the data density is
+    written out by hand and the noise kernel integrated numerically (grid step 0.025, many points per
+    standard deviation of the narrowest integrand, so the sum is exact to round-off).
+    """
+    z = _points()
+    alpha, sigma = 1 / (1 + math.exp(-lam)) ** 0.5, 1 / (1 + math.exp(lam)) ** 0.5
+    g = torch.arange(-10.0, 10.0 + 1e-9, 0.025, dtype=DT)
+    xx, yy = torch.meshgrid(g, g, indexing="xy")
+    x = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+    cell = float(g[1] - g[0]) ** 2
+    data = torch.stack([_gauss_logpdf(x, m, c).exp() for m, c in zip(mix.means, mix.covs, strict=True)])  # (K, M)
+    kernel = torch.exp(-torch.cdist(z, alpha * x) ** 2 / (2 * sigma**2)) / (2 * math.pi * sigma**2)  # (B, M)
+    per_class = (kernel @ data.T) * cell  # p(z_lam | k), (B, K)
+    expected = torch.log(per_class @ mix.weights)
+    torch.testing.assert_close(mix.log_prob(z, lam), expected, rtol=0, atol=1e-8)
+    torch.testing.assert_close(mix.diffused(lam).log_prob(z), expected, rtol=0, atol=1e-8)
+    labels = torch.tensor([0, 1, 2] * 4)
+    torch.testing.assert_close(mix.log_prob(z, lam, labels), torch.log(per_class[torch.arange(12), labels]),
+                               rtol=0, atol=1e-8)
+
+
 def test_data_level_and_diffused(mix):
     z = _points()
-    # lam = +inf and lam = None are the data density; a diffused mixture is the marginal at lam
+    # lam = +inf and lam = None are the data density
     torch.testing.assert_close(mix.log_prob(z, float("inf")), mix.log_prob(z))
-    for lam in (-3.0, 4.0):
-        torch.testing.assert_close(mix.diffused(lam).log_prob(z), mix.log_prob(z, lam), rtol=0, atol=ATOL)
     # the data density integrates to 1 (grid quadrature)
     g = torch.linspace(-9, 9, 361, dtype=DT)
     xx, yy = torch.meshgrid(g, g, indexing="xy")
@@ -193,14 +235,43 @@ def test_conditional_sampling_reproduces_each_class(mix, sampler):
         _check_gaussian(x[labels == k], mix.means[k], mix.covs[k], f"{sampler} class {k}")
 
 
+@pytest.mark.parametrize("v", [0.3, 0.8])
+@pytest.mark.parametrize("noise_scale", [1.0, 0.5])
+def test_noise_scaled_ancestral_step_by_hand(mix, noise_scale, v):
+    """Two model calls and one noise step of Alg. 2, written out: the fresh noise is scaled by noise_scale.
+
+    x~ = (z - sigma eps) / alpha; z' = e^(lam - lam') (alpha' / alpha) z + (1 - e^(lam - lam')) alpha' x~
+    + noise_scale * std * noise, with std^2 = ((1 - e^(lam - lam')) sigma'^2)^(1 - v) ((1 - e^(lam - lam'))
+    sigma^2)^v; the result is the x-prediction at lam'. The default, noise_scale = 1, is the paper's sampler.
+    """
+    labels = torch.arange(20) % 3
+    z = torch.randn(20, 2, dtype=DT, generator=torch.Generator().manual_seed(0))
+    lam, lam_next, lam_last = -1.5, 2.0, 6.0
+    fn = toy.eps_fn(mix, labels)
+
+    def scales(t):
+        return 1 / (1 + math.exp(-t)) ** 0.5, 1 / (1 + math.exp(t)) ** 0.5
+
+    (a, s), (a1, s1) = scales(lam), scales(lam_next)
+    x_hat = (z - s * fn(z, torch.full((20,), lam, dtype=DT))) / a
+    shrink = 1 - math.exp(lam - lam_next)
+    mean = math.exp(lam - lam_next) * (a1 / a) * z + shrink * a1 * x_hat
+    std = ((shrink * s1**2) ** (1 - v) * (shrink * s**2) ** v) ** 0.5
+    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(5), dtype=DT)
+    z1 = mean + noise_scale * std * noise
+    expected = (z1 - s1 * fn(z1, torch.full((20,), lam_next, dtype=DT))) / a1
+
+    lams = torch.tensor([lam, lam_next, lam_last], dtype=DT)
+    kwargs = {} if noise_scale == 1.0 else {"noise_scale": noise_scale}
+    got = ancestral(fn, z, lams, v=v, generator=torch.Generator().manual_seed(5), **kwargs)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
 def test_noise_scaled_ancestral(mix):
     labels = torch.arange(200) % 3
     z = torch.randn(200, 2, dtype=DT, generator=torch.Generator().manual_seed(0))
     lams = sampling_lams(30, dtype=DT)
     fn = toy.eps_fn(mix, labels)
-    ref = ancestral(fn, z, lams, generator=torch.Generator().manual_seed(5))
-    same = ancestral(fn, z, lams, noise_scale=1.0, generator=torch.Generator().manual_seed(5))
-    torch.testing.assert_close(same, ref, rtol=0, atol=0)
     # no noise and exact scores: every sample lands on its class mean
     cold = ancestral(fn, z, lams, noise_scale=0.0)
     torch.testing.assert_close(cold, mix.means[labels], rtol=0, atol=1e-3)
@@ -256,16 +327,40 @@ def test_component_moments_recover_the_mixture(mix):
     torch.testing.assert_close(covs, mix.covs, rtol=0, atol=0.06)
 
 
-def test_recorded_and_tilted_grid(mix):
-    fn, trace = toy.recorded(toy.eps_fn(mix))
-    z = torch.randn(10, 2, dtype=DT, generator=torch.Generator().manual_seed(0))
-    lams = sampling_lams(5, dtype=DT)
-    ddim(fn, z, lams)
-    assert trace["lam"] == pytest.approx(lams[:-1].tolist())
-    assert torch.equal(trace["z"][0], z) and len(trace["eps"]) == 5
-    coords, dens = mix.tilted_grid(0, 2.0, lam=1.0, n_grid=101)
-    assert dens.shape == (101, 101)
-    assert abs(float(dens.sum() * (coords[1] - coords[0]) ** 2) - 1.0) < 1e-12
+@pytest.mark.parametrize("label", [0, 1])
+def test_tilted_grid_against_closed_forms_and_quadrature(mix, label):
+    """tilted_grid's density[i, j] at (x, y) = (coords[j], coords[i]) against references computed by hand.
+
+    w = 0: the class marginal N(alpha mu_c, alpha^2 Sigma_c + sigma^2 I); w = -1: p(z|c) / p(c|z) = p(z) / pi_c,
+    the whole mixture. w = 2: p(z|c) p(c|z)^2 written out with Bayes' rule and normalised by a separate
+    quadrature over a larger and finer grid.
+    """
+    lam = 1.0
+
+    def on_grid(coords):
+        yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+        return torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+
+    def tilted_unnormalised(pts, w):
+        log_joint = torch.log(mix.weights) + _class_log_marginals(mix, pts, lam)
+        log_cls = log_joint[:, label] - torch.log(log_joint.exp().sum(1))
+        return torch.exp(log_joint[:, label] - math.log(mix.weights[label]) + w * log_cls)
+
+    for w in (0.0, -1.0):
+        coords, dens = mix.tilted_grid(label, w, lam=lam, n_grid=101)
+        assert dens.shape == (101, 101)
+        pts = on_grid(coords)
+        if w == 0.0:
+            expected = _class_log_marginals(mix, pts, lam)[:, label].exp()
+        else:
+            expected = _class_log_marginals(mix, pts, lam).exp() @ mix.weights
+        torch.testing.assert_close(dens, expected.reshape(101, 101), rtol=1e-8, atol=1e-12)
+
+    coords, dens = mix.tilted_grid(label, 2.0, lam=lam, n_grid=101)
+    fine = torch.linspace(-1.5 * float(coords[-1]), 1.5 * float(coords[-1]), 1201, dtype=DT)
+    norm = tilted_unnormalised(on_grid(fine), 2.0).sum() * (fine[1] - fine[0]) ** 2
+    expected = tilted_unnormalised(on_grid(coords), 2.0) / norm
+    torch.testing.assert_close(dens, expected.reshape(101, 101), rtol=1e-8, atol=1e-12)
 
 
 def test_library_classifier_eps_fn_with_exact_classifier(mix):

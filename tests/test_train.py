@@ -16,19 +16,19 @@ from minicfg.train import TrainConfig, Trainer, train
 TINY = {"channels": (8, 16), "emb_dim": 16, "groups": 4}
 
 
-def _cfg(**kw):
-    base = dict(steps=12, batch_size=32, warmup_steps=3, ema_decay=0.9, model=TINY, sample_every_s=1e9)
+def _recipe(**kw):
+    base = dict(train_steps=12, batch_size=32, warmup_steps=3, ema_decay=0.9, model=TINY, sample_every_s=1e9)
     base.update(kw)
     return TrainConfig(**base)
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, mnist_small):
-    whole = train(_cfg(), tmp_path / "whole", progress=False, data=mnist_small)
+    whole = train(_recipe(), tmp_path / "whole", progress=False, data=mnist_small)
 
-    first = Trainer(_cfg(), tmp_path / "split", data=mnist_small)
+    first = Trainer(_recipe(), tmp_path / "split", data=mnist_small)
     first.run(progress=False, stop_after=5)
     assert first.step == 5 and not (tmp_path / "split" / "ema.safetensors").exists()
-    resumed = train(_cfg(), tmp_path / "split", resume=True, progress=False, data=mnist_small)
+    resumed = train(_recipe(), tmp_path / "split", resume=True, progress=False, data=mnist_small)
 
     assert resumed.step == whole.step == 12
     for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
@@ -36,19 +36,19 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, mnist_small):
     for a, b in zip(whole.ema.module.parameters(), resumed.ema.module.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     # and the weights did change: training happened
-    fresh = Trainer(_cfg(), tmp_path / "fresh", data=mnist_small)
+    fresh = Trainer(_recipe(), tmp_path / "fresh", data=mnist_small)
     assert not torch.equal(next(fresh.model.parameters()), next(whole.model.parameters()))
 
 
 def test_existing_run_needs_resume_and_matching_recipe(tmp_path, mnist_small):
     out = tmp_path / "run"
-    Trainer(_cfg(), out, data=mnist_small).run(progress=False, stop_after=2)
+    Trainer(_recipe(), out, data=mnist_small).run(progress=False, stop_after=2)
     with pytest.raises(CheckpointError, match="--resume"):
-        train(_cfg(), out, progress=False, data=mnist_small)
+        train(_recipe(), out, progress=False, data=mnist_small)
     with pytest.raises(CheckpointError, match="p_uncond"):
-        train(_cfg(p_uncond=0.5), out, resume=True, progress=False, data=mnist_small)
+        train(_recipe(p_uncond=0.5), out, resume=True, progress=False, data=mnist_small)
     with pytest.raises(CheckpointError, match="does not exist"):
-        train(_cfg(), tmp_path / "nothing", resume=True, progress=False, data=mnist_small)
+        train(_recipe(), tmp_path / "nothing", resume=True, progress=False, data=mnist_small)
 
 
 def test_non_finite_loss_stops_without_writing_nan_weights(tmp_path, mnist_small):
@@ -57,19 +57,19 @@ def test_non_finite_loss_stops_without_writing_nan_weights(tmp_path, mnist_small
     bad[:] = float("nan")
     out = tmp_path / "nan"
     with pytest.raises(FloatingPointError, match="loss became nan"):
-        train(_cfg(), out, progress=False, data=(bad, labels))
+        train(_recipe(), out, progress=False, data=(bad, labels))
     assert not (out / "ema.safetensors").exists()
 
 
 def test_training_lowers_the_loss(tmp_path, mnist_small):
-    trainer = train(_cfg(steps=60, lr=3e-3), tmp_path / "run", progress=False, data=mnist_small)
+    trainer = train(_recipe(train_steps=60, lr=3e-3), tmp_path / "run", progress=False, data=mnist_small)
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]
     assert rows, "no log rows"
     g = torch.Generator().manual_seed(123)
     from minicfg.diffusion import eps_loss
 
     x, y = mnist_small[0][:512], mnist_small[1][:512]
-    untrained = Trainer(_cfg(), tmp_path / "u", data=mnist_small).model
+    untrained = Trainer(_recipe(), tmp_path / "u", data=mnist_small).model
     with torch.no_grad():
         before = eps_loss(untrained, x, y, 0.1, 10, generator=g).item()
         g.manual_seed(123)
@@ -78,7 +78,7 @@ def test_training_lowers_the_loss(tmp_path, mnist_small):
 
 
 def test_ema_export_loads_as_a_model(tmp_path, mnist_small):
-    train(_cfg(), tmp_path / "run", progress=False, data=mnist_small)
+    train(_recipe(), tmp_path / "run", progress=False, data=mnist_small)
     model, meta = load_model(tmp_path / "run" / "ema.safetensors")
     assert meta["step"] == 12 and meta["train"]["p_uncond"] == 0.1
     assert (tmp_path / "run" / "ema.json").is_file()
@@ -93,8 +93,8 @@ def test_ema_export_loads_as_a_model(tmp_path, mnist_small):
 @pytest.mark.skipif(not os.environ.get("MINICFG_DATA"), reason="needs MNIST under MINICFG_DATA")
 def test_sigkill_then_resume_continues(tmp_path):
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "minicfg.cli", "train", "--preset", "smoke", "--steps", "100000", "--out", str(out),
-           "--checkpoint-every", "0.5", "--no-progress", "--no-preview"]
+    cmd = [sys.executable, "-m", "minicfg.cli", "train", "--preset", "smoke", "--train-steps", "100000",
+           "--out", str(out), "--checkpoint-every", "0.5", "--no-progress", "--no-preview"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt = out / "checkpoint.safetensors"

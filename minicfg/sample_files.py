@@ -1,0 +1,126 @@
+"""Writing samples as a PNG grid or an NPZ file (the sampling itself lives in ``minicfg.generate``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .generate import class_labels, generate_grid
+from .guidance import DEFAULT_GUIDANCE
+
+__all__ = ["to_uint8", "grid_figure", "save_grid", "save_npz", "sample_to_file"]
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Images in [-1, 1] to uint8 [0, 255] (N, C, H, W)."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+
+
+def grid_figure(panels: dict[float, torch.Tensor], n_per_class: int, title: str | None = None):
+    """A matplotlib Figure with one panel per ``w``; in each a row per class (shared noise across panels).
+
+    Keys that are numbers are titled "w = ..."; other keys (e.g. "score x 2") are used as titles as given.
+
+    The figure is sized from the grids' pixel counts, not fixed: at the figure's dpi every image pixel covers
+    2 x 2 screen pixels (a 28-pixel digit is drawn 56 pixels tall), however many rows and panels there are.
+
+    Built without pyplot, so it neither changes a notebook's backend nor needs closing; show it in a
+    notebook by leaving it as a cell's last expression, save it with ``fig.savefig``.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.textpath import TextPath
+    from torchvision.utils import make_grid
+
+    scale, dpi, font = 2, 110, 9        # screen pixels per image pixel; dots per inch; title size in points
+    margin, gap = 8, 16                 # pixels around the figure and between panels
+
+    def text_size(text: str) -> tuple[float, float]:  # (width, height) of a title in pixels
+        lines = text.split("\n")
+        width = max(TextPath((0, 0), line or " ", size=font).get_extents().width for line in lines)
+        return width * dpi / 72 + 4, len(lines) * 1.3 * font * dpi / 72 + 6
+
+    grids = [make_grid((imgs.clamp(-1, 1) + 1) / 2, nrow=n_per_class, padding=1, pad_value=1.0)
+             for imgs in panels.values()]
+    names = [f"w = {w:g}" if isinstance(w, (int, float)) else str(w) for w in panels]
+    sizes = [(scale * g.shape[2], scale * g.shape[1]) for g in grids]           # (width, height) in pixels
+    slots = [max(w, text_size(name)[0]) for (w, _), name in zip(sizes, names, strict=True)]
+    head = round(max(text_size(name)[1] for name in names))
+    top = round(text_size(title)[1]) if title else 0
+    content = sum(slots) + gap * (len(slots) - 1)
+    width = round(max(content, text_size(title)[0] if title else 0.0) + 2 * margin)
+    height = round(margin + top + head + max(h for _, h in sizes) + margin)
+    # half a pixel of slack so that the canvas, which truncates to whole pixels, keeps every one
+    fig = Figure(figsize=((width + 0.5) / dpi, (height + 0.5) / dpi), dpi=dpi)
+    W, H = width + 0.5, height + 0.5
+    x = (width - content) / 2
+    for grid, name, (w, h), slot in zip(grids, names, sizes, slots, strict=True):
+        left = round(x + (slot - w) / 2)
+        bottom = height - margin - top - head - h
+        ax = fig.add_axes((left / W, bottom / H, w / W, h / H))
+        ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", interpolation="nearest")
+        ax.set_title(name, fontsize=font, pad=3)
+        ax.axis("off")
+        x += slot + gap
+    if title:
+        fig.suptitle(title, fontsize=font, y=1 - margin / 2 / H, va="top")
+    return fig
+
+
+def save_grid(panels: dict[float, torch.Tensor], n_per_class: int, path, title: str | None = None) -> Path:
+    """Write :func:`grid_figure` as a PNG (at the figure's own dpi, so each image pixel stays 2 x 2 pixels)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = grid_figure(panels, n_per_class, title)
+    fig.savefig(path, dpi=fig.dpi)
+    return path
+
+
+def save_npz(panels: dict[float, torch.Tensor], labels: torch.Tensor, path) -> Path:
+    """Write ``images`` (uint8 N x C x H x W), ``labels`` (int64 N) and ``w`` (float32 N) for evaluation."""
+    path = Path(path)
+    images = np.concatenate([to_uint8(x) for x in panels.values()])
+    all_labels = np.concatenate([labels.numpy().astype(np.int64)] * len(panels))
+    ws = np.concatenate([np.full(labels.shape[0], w, dtype=np.float32) for w in panels])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, images=images, labels=all_labels, w=ws)
+    return path
+
+
+def _load_option_models(guidance: str, options: dict, dataset: str) -> dict:
+    """Guidance options that are networks (``GUIDANCE_NETWORKS``), given as a path or left out, are loaded
+    from the model store (the shipped network of ``dataset`` when left out)."""
+    from .checkpoint import load_model
+    from .guidance import GUIDANCE_NETWORKS, get_guidance
+
+    get_guidance(guidance)
+    options = dict(options)
+    for key, role in GUIDANCE_NETWORKS[guidance].items():
+        if options.get(key) is None or isinstance(options[key], (str, Path)):
+            options[key], _ = load_model(options.get(key), dataset=dataset, role=role)
+    return options
+
+
+def sample_to_file(out, ws, checkpoint=None, dataset: str = "mnist", n_per_class: int = 8, seed: int = 0,
+                   guidance: str = DEFAULT_GUIDANCE, progress: bool = False, **options) -> tuple[Path, int]:
+    """``minicfg sample``: guided samples at every w from the same noise into ``out`` (.png grid or .npz arrays).
+
+    ``checkpoint`` is a weights file or training folder (None: the shipped model of ``dataset``); the
+    remaining ``options`` (``n_steps``, ``sampler``, and the guidance's and sampler's own options) go to
+    :func:`minicfg.generate.generate_grid`. Returns (path written, number of samples).
+    """
+    from .checkpoint import load_model
+
+    out = Path(out)
+    if out.suffix not in (".png", ".npz"):
+        raise ValueError(f"--out must end in .png (a grid) or .npz (arrays), got {out.name!r}")
+    model, _ = load_model(checkpoint, dataset=dataset)
+    options = _load_option_models(guidance, options, dataset)
+    panels = generate_grid(model, ws, n_per_class=n_per_class, seed=seed, guidance=guidance, progress=progress,
+                           **options)
+    if out.suffix == ".png":
+        save_grid(panels, n_per_class, out)
+    else:
+        save_npz(panels, class_labels(model.config.num_classes, n_per_class), out)
+    return out, sum(len(x) for x in panels.values())
