@@ -224,12 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-preview", action="store_true", help="do not write OUT/samples.png during training")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("train-classifier", help="train the noisy classifier p(c | z_lam) for classifier guidance",
-                       description="Train a classifier of noised images at the log-SNRs the diffusion model sees "
-                       "(Dhariwal & Nichol 2021), with the same checkpoints, --resume and EMA as `minicfg train`. "
-                       "Its EMA weights end in OUT/ema.safetensors.")
-    _add_train_options(p, by_objective["noisy_classifier"], datasets)
-    p.set_defaults(func=_cmd_train, p_uncond=None, no_preview=True)
+    for command, objective, help_, description in (
+        ("train-classifier", "noisy_classifier", "train the noisy classifier p(c | z_lam) for classifier guidance",
+         "Train a classifier of noised images at the log-SNRs the diffusion model sees (Dhariwal & Nichol 2021)"),
+        ("train-evaluator", "evaluator", "train the evaluation classifier used by `minicfg evaluate`",
+         "Train the clean-image CNN whose features and softmax give the offline metrics (not the noisy guidance "
+         "classifier); the measured test accuracy is written beside its weights, in OUT/ema.json"),
+    ):
+        p = sub.add_parser(command, help=help_, description=description + ", with the same checkpoints, --resume "
+                           "and EMA as `minicfg train`. Its EMA weights end in OUT/ema.safetensors.")
+        _add_train_options(p, by_objective[objective], datasets)
+        p.set_defaults(func=_cmd_train, p_uncond=None, no_preview=True)
 
     p = sub.add_parser("sample", help="draw guided samples into a PNG grid or an NPZ file",
                        description="Sample with guidance of strength w (classifier-free by default: "
@@ -243,14 +248,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_options(p, samplers, guidance)
     p.add_argument("--out", required=True, help="FILE.png for a grid, FILE.npz for images/labels/w arrays")
     p.set_defaults(func=_cmd_sample, seed=0)
-
-    p = sub.add_parser("train-evaluator", help="train the evaluation classifier used by `minicfg evaluate`",
-                       description="Train the clean-image CNN whose features and softmax give the offline metrics "
-                       "(not the noisy guidance classifier), with the same checkpoints, --resume and EMA as "
-                       "`minicfg train`. Its EMA weights end in OUT/ema.safetensors, with the measured test "
-                       "accuracy in OUT/ema.json.")
-    _add_train_options(p, by_objective["evaluator"], datasets)
-    p.set_defaults(func=_cmd_train, p_uncond=None, no_preview=True)
 
     p = sub.add_parser("evaluate", help="score samples (an NPZ from `minicfg sample`) with offline metrics",
                        description="For each w in SAMPLES.npz: label accuracy, classifier FID, inception score, "

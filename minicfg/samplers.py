@@ -82,6 +82,23 @@ def _predict(eps_fn, z: torch.Tensor, lam: torch.Tensor, clip_x):
     return x, eps
 
 
+def _walk(eps_fn, z: torch.Tensor, lams: torch.Tensor, clip_x, callback, step) -> torch.Tensor:
+    """The loop every sampler shares: at each lam of the grid predict ``x~`` and ``eps~``, report them to
+    ``callback``, and (except after the last evaluation) move ``z`` to the next lam with
+    ``step(i, z, x~, eps~, lam, lam_next) -> z``. Returns the last ``x~``."""
+    lams = check_lams(lams).to(device=z.device, dtype=z.dtype)
+    x = z
+    n = lams.numel() - 1
+    for i in range(n):
+        x, eps = _predict(eps_fn, z, lams[i], clip_x)
+        if callback is not None:
+            callback(i, lams[i], z, x)
+        if i == n - 1:
+            break
+        z = step(i, z, x, eps, lams[i], lams[i + 1])
+    return x
+
+
 @register_sampler("ancestral")
 def ancestral(
     eps_fn,
@@ -114,21 +131,14 @@ def ancestral(
     """
     if not 0.0 <= float(noise_scale) <= 1.0:
         raise ValueError(f"noise_scale must lie in [0, 1] (1 = the paper's sampler), got {noise_scale}")
-    lams = check_lams(lams).to(device=z.device, dtype=z.dtype)
-    x = z
-    n = lams.numel() - 1
-    for i in range(n):
-        lam, lam_next = lams[i], lams[i + 1]
-        x, _ = _predict(eps_fn, z, lam, clip_x)
-        if callback is not None:
-            callback(i, lam, z, x)
-        if i == n - 1:
-            break
+
+    def step(i, z, x, eps, lam, lam_next):
         mean, _ = posterior(z, x, lam, lam_next)
         std = reverse_variance(lam, lam_next, v).sqrt()
         noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-        z = mean + noise_scale * std * noise
-    return x
+        return mean + noise_scale * std * noise
+
+    return _walk(eps_fn, z, lams, clip_x, callback, step)
 
 
 @register_sampler("ddim")
@@ -147,18 +157,12 @@ def ddim(
     noise; returns the final prediction ``x~`` like :func:`ancestral`. ``generator`` is accepted for the
     common signature and unused (nothing is random).
     """
-    lams = check_lams(lams).to(device=z.device, dtype=z.dtype)
-    x = z
-    n = lams.numel() - 1
-    for i in range(n):
-        x, eps = _predict(eps_fn, z, lams[i], clip_x)
-        if callback is not None:
-            callback(i, lams[i], z, x)
-        if i == n - 1:
-            break
-        alpha_next, sigma_next = alpha_sigma(lams[i + 1])
-        z = alpha_next * x + sigma_next * eps
-    return x
+
+    def step(i, z, x, eps, lam, lam_next):
+        alpha_next, sigma_next = alpha_sigma(lam_next)
+        return alpha_next * x + sigma_next * eps
+
+    return _walk(eps_fn, z, lams, clip_x, callback, step)
 
 
 @register_sampler("dpmpp_2m")
@@ -179,24 +183,19 @@ def dpm_solver_2m(
     ratio of the previous step to this one. One network evaluation per step, like DDIM (its first-order
     special case), and deterministic (``generator`` is unused). Returns the final prediction ``x~``.
     """
-    lams = check_lams(lams).to(device=z.device, dtype=z.dtype)
-    x = z
-    n = lams.numel() - 1
-    x_prev, h_prev = None, None
-    for i in range(n):
-        x, _ = _predict(eps_fn, z, lams[i], clip_x)
-        if callback is not None:
-            callback(i, lams[i], z, x)
-        if i == n - 1:
-            break
-        h = (lams[i + 1] - lams[i]) / 2
-        _, sigma = alpha_sigma(lams[i])
-        alpha_next, sigma_next = alpha_sigma(lams[i + 1])
-        if x_prev is None:
-            d = x
-        else:
+    previous = []  # (x~, h) of the step before
+
+    def step(i, z, x, eps, lam, lam_next):
+        h = (lam_next - lam) / 2
+        _, sigma = alpha_sigma(lam)
+        alpha_next, sigma_next = alpha_sigma(lam_next)
+        if previous:
+            x_prev, h_prev = previous.pop()
             r = h_prev / h
             d = (1 + 1 / (2 * r)) * x - (1 / (2 * r)) * x_prev
-        z = (sigma_next / sigma) * z - alpha_next * torch.expm1(-h) * d
-        x_prev, h_prev = x, h
-    return x
+        else:
+            d = x
+        previous.append((x, h))
+        return (sigma_next / sigma) * z - alpha_next * torch.expm1(-h) * d
+
+    return _walk(eps_fn, z, lams, clip_x, callback, step)
