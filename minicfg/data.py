@@ -173,6 +173,12 @@ def _missing(record: Dataset, root: Path, why: str) -> FileNotFoundError:
     )
 
 
+def _one_line(err: Exception, limit: int = 400) -> str:
+    """An exception's message on one line, shortened in the middle (the reason is usually at the end)."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[: limit // 2] + " ... " + text[-limit // 2:]
+
+
 _ANNOUNCED: set[tuple[str, bool]] = set()
 
 
@@ -212,8 +218,7 @@ def load(name: str | Dataset, train: bool = True, download: bool | None = None, 
     try:
         return record.reader(root, train, True)
     except (RuntimeError, OSError) as err:
-        first = str(err).strip().splitlines()
-        raise _missing(record, root, f"the download failed: {' '.join(first[:2])[:300]}") from err
+        raise _missing(record, root, f"the download failed: {_one_line(err)}") from err
 
 
 def available(name: str, train: bool = True, root=None) -> bool:
@@ -244,8 +249,7 @@ def download(names, root=None) -> list[str]:
             try:
                 ds = record.reader(folder, train, True)
             except (RuntimeError, OSError) as err:
-                first = str(err).strip().splitlines()
-                raise _missing(record, folder, f"the download failed: {' '.join(first[:2])[:300]}") from err
+                raise _missing(record, folder, f"the download failed: {_one_line(err)}") from err
             lines.append(f"{name} {'train' if train else 'test'}: {len(ds):,} images under {folder}")
     return lines
 
