@@ -47,6 +47,12 @@ def check_w(w) -> None:
             )
 
 
+def check_w_spec(w) -> None:
+    """A ``w`` given as a number or tensor is checked now; a function of lam is checked each time it is evaluated."""
+    if not callable(w) or torch.is_tensor(w):
+        check_w(w)
+
+
 def check_lams(lams: torch.Tensor) -> torch.Tensor:
     """Validate a sampling grid: 1-D, at least 2 finite values, strictly increasing."""
     lams = torch.as_tensor(lams)

@@ -195,6 +195,14 @@ def _read_subset(record: Dataset, train: bool, root: Path) -> TensorDataset:
     return TensorDataset(_to_unit_range(images), labels.long())
 
 
+def _download(record: Dataset, root: Path, train: bool) -> TensorDataset:
+    """Read a split through the reader with downloading allowed; a failure becomes the clear error with its reason."""
+    try:
+        return record.reader(root, train, True)
+    except (RuntimeError, OSError) as err:
+        raise _missing(record, root, f"the download failed: {_one_line(err)}") from err
+
+
 def load(name: str | Dataset, train: bool = True, download: bool | None = None, root=None) -> TensorDataset:
     """A data set as a TensorDataset of images (N, C, H, W) in [-1, 1] and int64 labels (N,).
 
@@ -215,10 +223,7 @@ def load(name: str | Dataset, train: bool = True, download: bool | None = None, 
     if not download:
         why = "downloads are off: MINICFG_OFFLINE is set" if offline() else "download=False"
         raise _missing(record, root, why)
-    try:
-        return record.reader(root, train, True)
-    except (RuntimeError, OSError) as err:
-        raise _missing(record, root, f"the download failed: {_one_line(err)}") from err
+    return _download(record, root, train)
 
 
 def available(name: str, train: bool = True, root=None) -> bool:
@@ -246,10 +251,7 @@ def download(names, root=None) -> list[str]:
     for name in names:
         record = get_dataset(name)
         for train in (True, False):
-            try:
-                ds = record.reader(folder, train, True)
-            except (RuntimeError, OSError) as err:
-                raise _missing(record, folder, f"the download failed: {_one_line(err)}") from err
+            ds = _download(record, folder, train)
             lines.append(f"{name} {'train' if train else 'test'}: {len(ds):,} images under {folder}")
     return lines
 

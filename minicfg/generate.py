@@ -1,8 +1,9 @@
 """Generating guided samples from a trained network: a guidance method and a sampler, both from their registries.
 
-:func:`generate` builds the guided eps-callable with :func:`minicfg.guidance.build_guidance`, the log-SNR
-grid with :func:`minicfg.schedules.sampling_lams`, draws the starting noise from a seed, and runs the
-sampler with :func:`minicfg.samplers.run_sampler`, in batches. The CLI, the training preview, the sweep
+:func:`generate` gives each option to the guidance builder or the sampler that declares it, builds the
+guided eps-callable from :data:`minicfg.guidance.GUIDANCE`, the log-SNR grid with
+:func:`minicfg.schedules.sampling_lams`, draws the starting noise from a seed, and runs the sampler from
+:data:`minicfg.samplers.SAMPLERS`, in batches. The CLI, the training preview, the sweep
 and the notebooks share it, so a grid in a notebook and ``minicfg sample`` give the same pixels for the
 same seed.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from ._checks import check_labels, check_w, keyword_options
+from ._checks import check_labels, check_w_spec, keyword_options
 from .guidance import DEFAULT_GUIDANCE, get_guidance
 from .samplers import DEFAULT_SAMPLER, get_sampler
 from .schedules import sampling_lams
@@ -84,8 +85,7 @@ def generate(
     g_opts, s_opts = _split_options(guidance, sampler, options)
     config = model.config
     check_labels(labels, config.num_classes, allow_null=True)
-    if not callable(w) or torch.is_tensor(w):
-        check_w(w)
+    check_w_spec(w)
     n = labels.shape[0]
     device = next(model.parameters()).device
     shape = (n, config.image_channels, config.image_size, config.image_size)
@@ -95,6 +95,7 @@ def generate(
         raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
     w_all = torch.as_tensor(w, dtype=torch.float32).expand(n) if torch.is_tensor(w) else None
     lams = sampling_lams(n_steps, lam_min, lam_max)
+    build, run = get_guidance(guidance), get_sampler(sampler)
     out = []
     with tqdm(total=n_steps * -(-n // batch_size), disable=not progress, desc=sampler, leave=False) as bar:
 
@@ -106,9 +107,9 @@ def generate(
         for start in range(0, n, batch_size):
             sl = slice(start, start + batch_size)
             y = labels[sl].to(device)
-            eps_fn = get_guidance(guidance)(model, y, w_all[sl].to(device) if w_all is not None else w, **g_opts)
+            eps_fn = build(model, y, w_all[sl].to(device) if w_all is not None else w, **g_opts)
             g = torch.Generator(device=device).manual_seed(seed + 1 + start)
-            x = get_sampler(sampler)(eps_fn, noise[sl].to(device), lams, generator=g, callback=step_done, **s_opts)
+            x = run(eps_fn, noise[sl].to(device), lams, generator=g, callback=step_done, **s_opts)
             out.append(x.cpu())
     return torch.cat(out)
 

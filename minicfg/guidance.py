@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from ._checks import W_MAX, check_labels, check_options, check_same_shape, check_w
+from ._checks import W_MAX, check_labels, check_options, check_same_shape, check_w, check_w_spec
 from .diffusion import expand_lam
 from .schedules import alpha_sigma
 
@@ -84,12 +84,6 @@ def build_guidance(name: str, model, labels: torch.Tensor, w, **options) -> EpsF
     fn = get_guidance(name)
     check_options("guidance", name, fn, options)
     return fn(model, labels, w, **options)
-
-
-def _check_w_spec(w) -> None:
-    """A number or tensor is checked now; a function of lam is checked each time it is evaluated."""
-    if not callable(w) or torch.is_tensor(w):
-        check_w(w)
 
 
 def _w_at(w, lam: torch.Tensor):
@@ -177,7 +171,7 @@ def cfg_eps_fn(model, labels: torch.Tensor, w, num_classes: int | None = None) -
         raise ValueError(f"labels must have shape (B,), got {tuple(labels.shape)}")
     num_classes = _num_classes(model) if num_classes is None else num_classes
     check_labels(labels, num_classes, allow_null=True)
-    _check_w_spec(w)
+    check_w_spec(w)
     null = torch.full_like(labels, num_classes)
 
     def eps_fn(z: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
@@ -223,7 +217,7 @@ def classifier_eps_fn(eps_fn: EpsFn, classifier, labels: torch.Tensor, w) -> Eps
     """
     if labels.ndim != 1:
         raise ValueError(f"labels must have shape (B,), got {tuple(labels.shape)}")
-    _check_w_spec(w)
+    check_w_spec(w)
 
     def guided(z: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         if z.shape[0] != labels.shape[0]:

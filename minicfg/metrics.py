@@ -270,13 +270,14 @@ class Reference:
         return cls(name, features, mu, cov)
 
 
-_REFERENCES: dict[tuple[str, str, str, int], Reference] = {}
+_REFERENCES: dict[tuple[str, str, str, str, bool], Reference] = {}
 
 
 def load_reference(ref="test", evaluator=None, disk_cache: bool = False, dataset: str = "mnist") -> Reference:
     """Reference features of real images: ``"test"`` or ``"train"`` (the split of ``dataset``) or given images.
 
-    A named reference is computed once per process, evaluator and set of images and kept in memory; with
+    A named reference is computed once per process, evaluator, data folder and smoke mode and kept in memory
+    (its images are read only then); with
     ``disk_cache`` its features are also stored under ``$MINICFG_DATA/minicfg-cache/`` (keyed by a hash of
     the evaluator's weights, the data set, the split and its size) and read from there next time. Images
     passed directly are never cached.
@@ -289,12 +290,14 @@ def load_reference(ref="test", evaluator=None, disk_cache: bool = False, dataset
     if ref not in ("test", "train"):
         raise ValueError(f"reference must be 'test', 'train', or images; got {ref!r}")
     from . import data
+    from .smoke import is_smoke
 
-    images = data.load(dataset, train=ref == "train").tensors[0]  # the shipped subset in smoke mode without data
     fp = getattr(model, "fingerprint", None) or fingerprint(model)
-    key = (fp, dataset, ref, len(images))
+    # which images a split resolves to depends on the data folder and, when it lacks them, on smoke mode
+    key = (fp, dataset, ref, str(data.data_root()), is_smoke())
     if key in _REFERENCES:
         return _REFERENCES[key]
+    images = data.load(dataset, train=ref == "train").tensors[0]  # the shipped subset in smoke mode without data
     path = data.data_root() / "minicfg-cache" / f"evaluator-{fp}-{dataset}-{ref}-{len(images)}.safetensors"
     feats = None
     if disk_cache and path.is_file():

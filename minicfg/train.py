@@ -2,7 +2,8 @@
 
 :data:`OBJECTIVES` maps a name to the architecture it trains and its loss: ``eps`` is the CFG diffusion
 model on ``diffusion.eps_loss`` (paper Alg. 1), ``noisy_classifier`` the noisy classifier of classifier
-guidance on ``diffusion.classifier_loss``. :data:`PRESETS` names recipes; :func:`recipe_from` merges a
+guidance on ``diffusion.classifier_loss``, ``evaluator`` the evaluation classifier of the metrics on
+``evaluator.evaluator_loss``. :data:`PRESETS` names recipes; :func:`recipe_from` merges a
 preset with the options a user set.
 
 Everything random is a function of (seed, step): the batch order comes from a permutation seeded by
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, load_tensors, save_tensors, save_weights
 from .data import get_dataset, load
 from .diffusion import classifier_loss, eps_loss
+from .evaluator import evaluator_loss, evaluator_report
 from .nets import build_model
 
 __all__ = ["TrainConfig", "Objective", "OBJECTIVES", "register_objective", "PRESETS", "recipe_from", "train",
@@ -118,21 +120,9 @@ register_objective("noisy_classifier", Objective(
     "noisy_classifier", _classifier_objective,
     "guide with them: `minicfg sample --guidance classifier --classifier {ema} --out samples.png`"))
 
-def _evaluator_objective(model, x, labels, recipe, num_classes, generator):
-    from .evaluator import evaluator_loss
-
-    return evaluator_loss(model, x, labels, recipe, num_classes, generator)
-
-
-def _evaluator_report(model, dataset):
-    from .evaluator import evaluator_report
-
-    return evaluator_report(model, dataset)
-
-
 register_objective("evaluator", Objective(
-    "evaluator", _evaluator_objective,
-    "score samples with them: `minicfg evaluate SAMPLES.npz --evaluator {ema}`", report=_evaluator_report))
+    "evaluator", evaluator_loss,
+    "score samples with them: `minicfg evaluate SAMPLES.npz --evaluator {ema}`", report=evaluator_report))
 
 #: Named recipes: ``default`` is the shipped-weights recipe, ``live`` fits notebook 05's live run.
 PRESETS: dict[str, dict] = {
