@@ -12,15 +12,17 @@ display). Paper equations refer to Ho & Salimans 2022, "Classifier-Free Diffusio
 - :mod:`derivations.score`: eps = -sigma grad log q(z | x), and the marginal score as -E[eps | z] / sigma.
 - :mod:`derivations.schedules`: the truncated cosine log-SNR schedule, its density, and DDPM's betas as
   log-SNRs.
+- :mod:`derivations.predictions`: v-prediction and EDM preconditioning as eps, their squared-error
+  factors, and Min-SNR-gamma as one weighting in every space.
 - :mod:`derivations.guidance`: classifier guidance (Eq. 4), the implicit classifier, CFG (Eq. 6) as
   classifier guidance, and the w + 1 shift.
 
 This package imports neither torch nor minicfg; ``tests/test_derivations.py`` ties the two together.
 """
 
-from . import forward, guidance, posterior, schedules, score
+from . import forward, guidance, posterior, predictions, schedules, score
 
-__all__ = ["forward", "posterior", "score", "schedules", "guidance", "DERIVATIONS", "run_all"]
+__all__ = ["forward", "posterior", "score", "schedules", "guidance", "predictions", "DERIVATIONS", "run_all"]
 
 #: every derivation, by name; each asserts its identity when called
 DERIVATIONS = {
@@ -38,6 +40,9 @@ DERIVATIONS = {
     "implicit_classifier": guidance.derive_implicit_classifier,
     "cfg": guidance.derive_cfg,
     "guidance_shift": guidance.derive_guidance_shift,
+    "v_prediction": predictions.derive_v_prediction,
+    "edm_preconditioning": predictions.derive_edm_preconditioning,
+    "min_snr_weight": predictions.derive_min_snr_weight,
 }
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "drop_labels",
     "eps_loss",
     "classifier_loss",
+    "noisy_accuracy",
 ]
 
 
@@ -193,3 +194,16 @@ def classifier_loss(
     logits = classifier(q_sample(x, lam, eps), lam)
     check_labels(labels, logits.shape[1], allow_null=False)
     return torch.nn.functional.cross_entropy(logits.float(), labels, reduction=reduction)
+
+
+@torch.no_grad()
+def noisy_accuracy(classifier, x: torch.Tensor, labels: torch.Tensor, lams, generator=None) -> dict[float, float]:
+    """Accuracy of a noisy classifier on ``z_lam = alpha x + sigma eps`` at each log-SNR in ``lams``, with the same
+    noise ``eps`` at every lam: ``{lam: fraction of argmax(classifier(z_lam, lam)) == labels}``."""
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    out = {}
+    for lam in lams:
+        lam_t = torch.full((x.shape[0],), float(lam), dtype=x.dtype)
+        hits = classifier(q_sample(x, lam_t, noise), lam_t).argmax(1) == labels
+        out[float(lam)] = float(hits.double().mean())
+    return out

@@ -77,10 +77,11 @@ def evaluator_loss(model, x, labels, recipe, num_classes, generator) -> torch.Te
 def evaluator_report(model, dataset: str) -> dict:
     """What is recorded beside trained evaluator weights: the test accuracy and the machine it was measured on."""
     return {"test_accuracy": round(test_accuracy(model, dataset=dataset), 5),
-            "machine": f"{_cpu_name()}: {os.cpu_count()} CPU cores, torch using {torch.get_num_threads()} thread(s)"}
+            "machine": f"{cpu_name()}: {os.cpu_count()} CPU cores, torch using {torch.get_num_threads()} thread(s)"}
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model as /proc/cpuinfo names it, written beside every recorded figure."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

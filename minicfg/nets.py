@@ -16,6 +16,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .diffusion import expand_lam
+from .predictions import _check_sigma_data, get_prediction
+
 __all__ = ["UNetConfig", "UNet", "NoisyClassifierConfig", "NoisyClassifier", "EvaluatorConfig", "EvaluatorNet",
            "lam_embedding", "build_model", "ARCHITECTURES"]
 
@@ -55,10 +58,14 @@ class UNetConfig(_ArchConfig):
     patch: int = 2
     emb_dim: int = 128
     groups: int = 8
+    prediction: str = "eps"
+    sigma_data: float = 0.5
     arch: str = field(default="unet", init=False)
 
     def __post_init__(self):
         super().__post_init__()
+        get_prediction(self.prediction)
+        _check_sigma_data(self.sigma_data)
         if self.image_size % (self.patch * 2 ** (len(self.channels) - 1)):
             raise ValueError(
                 f"image_size {self.image_size} must be divisible by patch * 2^(levels-1) = "
@@ -89,7 +96,9 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """Conditional U-Net for eps-prediction: ``forward(z, lam, labels) -> eps`` of the shape of ``z``."""
+    """Conditional U-Net: ``forward(z, lam, labels) -> eps`` of the shape of ``z``, whatever the network
+    predicts inside (``config.prediction``: eps, v or EDM-preconditioned, see ``minicfg.predictions``);
+    ``raw(z, lam, labels)`` is the network's own output, which the training loss compares."""
 
     def __init__(self, config: UNetConfig):
         super().__init__()
@@ -135,6 +144,14 @@ class UNet(nn.Module):
 
     def forward(self, z: torch.Tensor, lam: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         c = self.config
+        if c.prediction == "eps":
+            return self.raw(z, lam, labels)
+        lam_b = expand_lam(lam, z)
+        return get_prediction(c.prediction).to_eps(self.raw(z, lam, labels).float(), z.float(), lam_b.float(),
+                                                   c.sigma_data).to(z.dtype)
+
+    def raw(self, z: torch.Tensor, lam: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        c = self.config
         expected = (c.image_channels, c.image_size, c.image_size)
         if z.ndim != 4 or tuple(z.shape[1:]) != expected:
             raise ValueError(f"UNet expects z of shape (B, {', '.join(map(str, expected))}), got {tuple(z.shape)}")
@@ -143,6 +160,8 @@ class UNet(nn.Module):
                 f"need lam and labels of shape ({z.shape[0]},), got {tuple(lam.shape)} and {tuple(labels.shape)}"
             )
         emb = self.embed(lam, labels)
+        if c.prediction != "eps":
+            z = z * get_prediction(c.prediction).c_in(expand_lam(lam, z), c.sigma_data).to(z.dtype)
         h = F.pixel_unshuffle(z, c.patch) if c.patch > 1 else z
         h = self.stem(h)
         skips = []

@@ -29,9 +29,10 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_tensors, save_tensors, save_weights
 from .data import get_dataset, load
-from .diffusion import classifier_loss, eps_loss
+from .diffusion import classifier_loss, noisy_accuracy
 from .evaluator import evaluator_loss, evaluator_report
 from .nets import build_model
+from .predictions import DENSITIES, WEIGHTINGS, prediction_loss
 
 __all__ = ["TrainConfig", "Objective", "OBJECTIVES", "register_objective", "PRESETS", "recipe_from", "train",
            "Trainer", "training_preview"]
@@ -58,6 +59,9 @@ class TrainConfig:
     channels_last: bool = True
     lam_min: float = -20.0
     lam_max: float = 20.0
+    density: str = "cosine"
+    weighting: str = "none"
+    weighting_param: float | None = None
     model: dict = field(default_factory=lambda: {"channels": (32, 64), "blocks_per_level": 1})
     checkpoint_every_s: float = 60.0
     sample_every_s: float = 120.0
@@ -78,6 +82,10 @@ class TrainConfig:
             raise ValueError(f"need batch_size >= 1 and lr > 0, got {self.batch_size}, {self.lr}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.density not in DENSITIES:
+            raise ValueError(f"unknown lam density {self.density!r}; choose one of {sorted(DENSITIES)}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"unknown loss weighting {self.weighting!r}; choose one of {sorted(WEIGHTINGS)}")
 
 
 @dataclass(frozen=True)
@@ -85,12 +93,14 @@ class Objective:
     """What a run trains: the architecture (``nets.ARCHITECTURES``), ``loss(model, x, labels, recipe,
     num_classes, generator) -> scalar`` on a batch of training images ``x`` with their ``labels``, and the
     hint printed when a run ends (``{ema}`` is the path of its EMA weights); ``report(model, dataset) -> dict``,
-    if given, measures the finished EMA model, and its figures are stored beside the weights."""
+    if given, measures the finished EMA model, and its figures are stored beside the weights; ``model`` holds
+    architecture settings the objective fixes (e.g. the prediction the loss trains)."""
 
     arch: str
     loss: object
     next_step: str = "EMA weights for {ema}"
     report: object = None
+    model: dict = field(default_factory=dict)
 
 
 #: name -> :class:`Objective`; `TrainConfig.objective` names one.
@@ -105,20 +115,33 @@ def register_objective(name: str, objective: Objective) -> Objective:
     return objective
 
 
-def _eps_objective(model, x, labels, recipe, num_classes, generator):
-    return eps_loss(model, x, labels, recipe.p_uncond, num_classes, generator=generator,
-                    lam_min=recipe.lam_min, lam_max=recipe.lam_max)
+def _diffusion_objective(model, x, labels, recipe, num_classes, generator):
+    return prediction_loss(model, x, labels, recipe.p_uncond, num_classes, generator=generator,
+                           lam_min=recipe.lam_min, lam_max=recipe.lam_max, density=recipe.density,
+                           weighting=recipe.weighting, weighting_param=recipe.weighting_param)
 
 
 def _classifier_objective(model, x, labels, recipe, num_classes, generator):
     return classifier_loss(model, x, labels, generator=generator, lam_min=recipe.lam_min, lam_max=recipe.lam_max)
 
 
-register_objective("eps", Objective("unet", _eps_objective,
-                                    "sample them with `minicfg sample --checkpoint {ema} --out samples.png`"))
+_SAMPLE_HINT = "sample them with `minicfg sample --checkpoint {ema} --out samples.png`"
+# the paper's Alg. 1 (with the default density and weighting, prediction_loss is diffusion.eps_loss)
+register_objective("eps", Objective("unet", _diffusion_objective, _SAMPLE_HINT, model={"prediction": "eps"}))
+register_objective("v", Objective("unet", _diffusion_objective, _SAMPLE_HINT, model={"prediction": "v"}))
+register_objective("edm", Objective("unet", _diffusion_objective, _SAMPLE_HINT, model={"prediction": "edm"}))
+def _noisy_classifier_report(model, dataset: str) -> dict:
+    """Accuracy on 2,000 noised test images at a few log-SNRs (the figure the noisy classifier is judged by)."""
+    images, labels = load(dataset, train=False).tensors
+    acc = noisy_accuracy(model, images[:2000], labels[:2000], (-4.0, -2.0, 0.0, 2.0, 4.0, 10.0, 20.0),
+                         generator=torch.Generator().manual_seed(1))
+    return {"noisy_test_accuracy": {f"{lam:g}": round(a, 4) for lam, a in acc.items()}}
+
+
 register_objective("noisy_classifier", Objective(
     "noisy_classifier", _classifier_objective,
-    "guide with them: `minicfg sample --guidance classifier --classifier {ema} --out samples.png`"))
+    "guide with them: `minicfg sample --guidance classifier --classifier {ema} --out samples.png`",
+    report=_noisy_classifier_report))
 
 register_objective("evaluator", Objective(
     "evaluator", evaluator_loss,
@@ -185,8 +208,9 @@ class Trainer:
         torch.manual_seed(recipe.seed)
         record = get_dataset(recipe.dataset)
         channels, size, _ = record.image_shape
-        self.model_config = {"arch": OBJECTIVES[recipe.objective].arch, "image_channels": channels,
-                             "image_size": size, "num_classes": record.num_classes, **recipe.model}
+        objective = OBJECTIVES[recipe.objective]
+        self.model_config = {"arch": objective.arch, "image_channels": channels, "image_size": size,
+                             "num_classes": record.num_classes, **objective.model, **recipe.model}
         self.model = build_model(self.model_config)
         if recipe.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
