@@ -91,7 +91,8 @@ def _cmd_train(args) -> None:
 
     recipe = recipe_from(args.preset, args.dataset, minutes=args.minutes, train_steps=args.train_steps,
                          p_uncond=args.p_uncond, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
-                         bf16=args.bf16 or None, checkpoint_every_s=args.checkpoint_every)
+                         bf16=args.bf16 or None, checkpoint_every_s=args.checkpoint_every, objective=args.objective,
+                         weighting=args.weighting, density=args.lam_density)
     t = time.perf_counter()
     trainer = train(recipe, args.out, resume=args.resume, progress=not args.no_progress, command=_command_line(args),
                     on_sample=None if args.no_preview else training_preview)
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     datasets, samplers, guidance, presets, objectives, TrainConfig = _registries()  # noqa: N806
     default = TrainConfig.objective
     by_objective = {name: [p for p, r in presets.items() if r.get("objective", default) == name] for name in objectives}
+    diffusion = [name for name, o in objectives.items() if o.arch == "unet"]  # what `minicfg train` trains
     parser = argparse.ArgumentParser(
         prog="minicfg",
         description="Diffusion guidance on small data: download data, train, sample, evaluate.",
@@ -219,7 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "Checkpoints are written atomically to OUT/checkpoint.safetensors every minute and on "
                        "Ctrl-C; continue an interrupted run with --resume. The EMA weights end in "
                        "OUT/ema.safetensors, a preview grid in OUT/samples.png, the loss in OUT/log.csv.")
-    _add_train_options(p, by_objective["eps"], datasets)
+    _add_train_options(p, [preset for name in diffusion for preset in by_objective[name]], datasets)
+    from .predictions import DENSITIES, WEIGHTINGS
+
+    p.add_argument("--objective", choices=diffusion, help="what the network predicts (default from the preset): "
+                   "eps is the paper's Alg. 1, v and edm are better conditioned (see minicfg.predictions)")
+    p.add_argument("--weighting", choices=list(WEIGHTINGS), help="loss weighting over lam (default from the preset)")
+    p.add_argument("--lam-density", choices=list(DENSITIES), help="density of training lams (default from the preset)")
     p.add_argument("--p-uncond", type=_probability, help="probability of dropping a label to null (default 0.1)")
     p.add_argument("--no-preview", action="store_true", help="do not write OUT/samples.png during training")
     p.set_defaults(func=_cmd_train)
@@ -234,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(command, help=help_, description=description + ", with the same checkpoints, --resume "
                            "and EMA as `minicfg train`. Its EMA weights end in OUT/ema.safetensors.")
         _add_train_options(p, by_objective[objective], datasets)
-        p.set_defaults(func=_cmd_train, p_uncond=None, no_preview=True)
+        p.set_defaults(func=_cmd_train, p_uncond=None, no_preview=True, objective=None, weighting=None,
+                       lam_density=None)
 
     p = sub.add_parser("sample", help="draw guided samples into a PNG grid or an NPZ file",
                        description="Sample with guidance of strength w (classifier-free by default: "

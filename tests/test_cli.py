@@ -47,6 +47,7 @@ def test_sample_png_grid(tmp_path):
         (["sample", "--checkpoint", "/nonexistent/ckpt.safetensors", "--out", "x.png"], "no checkpoint at"),
         (["train", "--out", "o", "--p-uncond", "1.5"], "probability in [0, 1]"),
         (["train", "--out", "o", "--minutes", "-3"], "positive number"),
+        (["train", "--out", "o", "--objective", "x0"], "invalid choice: 'x0'"),
     ],
 )
 def test_bad_values_get_a_one_line_error(args, message, tmp_path):
@@ -92,3 +93,18 @@ def test_classifier_guidance_at_w0_is_the_unguided_model():
     assert not torch.allclose(guided, uncond)
     with pytest.raises(ValueError, match="needs a noisy classifier"):
         generate(model, labels, 1.0, guidance="classifier", **kw)
+
+
+def test_train_objective_and_weighting_reach_the_recipe(tmp_path, monkeypatch):
+    seen = {}
+    import minicfg.train as T
+
+    def fake_train(recipe, out, **kw):
+        seen["recipe"] = recipe
+        return type("Done", (), {"step": 0})()
+
+    monkeypatch.setattr(T, "train", fake_train)
+    cli.main(["train", "--out", str(tmp_path / "r"), "--objective", "eps", "--weighting", "min_snr",
+              "--lam-density", "lognormal", "--train-steps", "5", "--no-progress"])
+    r = seen["recipe"]
+    assert (r.objective, r.weighting, r.density, r.train_steps) == ("eps", "min_snr", "lognormal", 5)
