@@ -52,6 +52,7 @@ class TrainConfig:
     warmup_steps: int = 200
     final_lr_frac: float = 0.05
     ema_decay: float = 0.999
+    ema_fraction: float | None = None
     p_uncond: float = 0.1
     grad_clip: float = 1.0
     seed: int = 0
@@ -82,6 +83,8 @@ class TrainConfig:
             raise ValueError(f"need batch_size >= 1 and lr > 0, got {self.batch_size}, {self.lr}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.ema_fraction is not None and not 0.0 < self.ema_fraction <= 1.0:
+            raise ValueError(f"ema_fraction is a share of the run and must lie in (0, 1], got {self.ema_fraction}")
         if self.density not in DENSITIES:
             raise ValueError(f"unknown lam density {self.density!r}; choose one of {sorted(DENSITIES)}")
         if self.weighting not in WEIGHTINGS:
@@ -175,11 +178,18 @@ def recipe_from(preset: str, dataset: str = "mnist", **overrides) -> TrainConfig
     return TrainConfig(dataset=dataset, **{**recipe, **given})
 
 
-def _ema_fn(decay: float):
-    """EMA update with warm-up: the decay grows like (1 + n) / (10 + n) until it reaches ``decay``."""
+def _ema_fn(decay: float, fraction: float | None = None):
+    """EMA update. With ``fraction``: a power EMA whose decay after n updates is ``(1 - 1/n)^(1/fraction)``,
+    so that it averages about the last ``fraction`` of the run at every point of it (Karras et al. 2024,
+    Eq. 3, with ``gamma + 1 = 1 / fraction``). Without: the decay grows like (1 + n) / (10 + n) until it
+    reaches ``decay`` (which 0.999 only does after 9,000 updates)."""
 
     def avg_fn(averaged, current, num_averaged):
-        d = min(decay, (1.0 + float(num_averaged)) / (10.0 + float(num_averaged)))
+        n = float(num_averaged)
+        if fraction is not None:
+            d = (1.0 - 1.0 / (n + 1.0)) ** (1.0 / fraction)
+        else:
+            d = min(decay, (1.0 + n) / (10.0 + n))
         return averaged * d + current * (1.0 - d)
 
     return avg_fn
@@ -214,7 +224,7 @@ class Trainer:
         self.model = build_model(self.model_config)
         if recipe.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.ema = AveragedModel(self.model, avg_fn=_ema_fn(recipe.ema_decay), use_buffers=True)
+        self.ema = AveragedModel(self.model, avg_fn=_ema_fn(recipe.ema_decay, recipe.ema_fraction), use_buffers=True)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
                                      betas=(0.9, 0.99))
         self.step = 0

@@ -122,3 +122,19 @@ def test_sigkill_then_resume_continues(tmp_path):
     _, meta2 = load_tensors(ckpt)
     assert meta2["step"] == target
     assert Path(out / "ema.safetensors").is_file()
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.3])
+def test_power_ema_averages_a_fixed_fraction_of_the_run(fraction):
+    """The EMA of the parameter sequence 1..N, divided by N, is 1 / (1 + fraction) at any N (the weights grow
+    like k^gamma with gamma + 1 = 1 / fraction): the same share of the run, long or short."""
+    from minicfg.train import _ema_fn
+
+    avg = _ema_fn(0.999, fraction)
+    for n_steps in (300, 3000):
+        p = torch.tensor(1.0)
+        for k in range(2, n_steps + 1):
+            p = avg(p, torch.tensor(float(k)), k - 1)
+        assert abs(p.item() / n_steps - 1 / (1 + fraction)) < 0.01
+    with pytest.raises(ValueError, match="ema_fraction"):
+        TrainConfig(ema_fraction=0.0).validate()
