@@ -28,7 +28,7 @@ __all__ = [
     "check_posterior",
     "check_ancestral_step",
     "check_implicit_classifier_grad",
-    "check_cfg",
+    "check_cfg_combination",
     "check_classifier_guided_eps",
     "check_label_dropout_loss",
 ]
@@ -324,7 +324,7 @@ def check_implicit_classifier_grad(fn) -> None:
     _check("implicit_classifier_grad", fn, _pair_cases(), reference, ("grad",), mistakes)
 
 
-def check_cfg(fn) -> None:
+def check_cfg_combination(fn) -> None:
     """``fn(eps_cond, eps_uncond, w) -> (1 + w) eps_cond - w eps_uncond`` (Eq. 6); ``w`` a number or (B,) tensor."""
     pairs = _pair_cases()
     cases = [Case("w = 0 (the conditional model)", pairs[1].args[:2] + (0.0,)),
@@ -337,7 +337,7 @@ def check_cfg(fn) -> None:
                  "(w is not the 'guidance scale' 1 + w of other libraries)",
                  lambda e_c, e_u, w: _w(w, e_c) * e_c - (_w(w, e_c) - 1) * e_u),
                 ("eps_cond and eps_uncond exchanged", lambda e_c, e_u, w: guidance.cfg(e_u, e_c, w))]
-    _check("cfg", fn, cases, guidance.cfg, ("eps",), mistakes)
+    _check("cfg_combination", fn, cases, guidance.cfg, ("eps",), mistakes)
 
 
 def _w(w, like: torch.Tensor):
@@ -425,7 +425,7 @@ EXERCISES: dict[str, Callable] = {
     "posterior": check_posterior,
     "ancestral_step": check_ancestral_step,
     "implicit_classifier_grad": check_implicit_classifier_grad,
-    "cfg": check_cfg,
+    "cfg_combination": check_cfg_combination,
     "classifier_guided_eps": check_classifier_guided_eps,
     "label_dropout_loss": check_label_dropout_loss,
 }

@@ -24,7 +24,7 @@ WRONG = {
     "ancestral_step": (("reverse_variance(lam, lam_next, v).sqrt()", "reverse_variance(lam, lam_next, v)"),
                        "the variance used where its square root"),
     "implicit_classifier_grad": (("return -(eps_cond - eps_uncond)", "return (eps_cond - eps_uncond)"), "the sign"),
-    "cfg": (("(1 + w) * eps_cond - w * eps_uncond", "w * eps_cond - (w - 1) * eps_uncond"),
+    "cfg_combination": (("(1 + w) * eps_cond - w * eps_uncond", "w * eps_cond - (w - 1) * eps_uncond"),
             "w used where 1 + w was meant"),
     "classifier_guided_eps": (("eps - w * sigma", "eps + w * sigma"), "the sign"),
     "label_dropout_loss": (("labels = torch.where(drop, torch.full_like(labels, num_classes), labels)", "pass"),
@@ -155,4 +155,4 @@ def test_the_ancestral_reference_is_the_step_samplers_ancestral_takes():
 
 def test_a_non_function_is_refused():
     with pytest.raises(AssertionError, match=r"pass the function itself"):
-        checks.check_cfg(None)
+        checks.check_cfg_combination(None)
