@@ -129,6 +129,32 @@ def _cmd_sweep(args) -> None:
                     paper=None if args.paper == "none" else int(args.paper), progress=not args.no_progress))
 
 
+def _cmd_assignments_source(args) -> None:
+    from .assignments import write_source
+
+    written = write_source(args.notebooks, args.course)
+    print(f"wrote {len(written)} assignments to {Path(args.course) / 'source'}: "
+          + ", ".join(p.parent.name for p in written))
+
+
+def _cmd_assignments_build(args) -> None:
+    from .assignments import build
+
+    t = time.perf_counter()
+    released = build(args.out, args.course)
+    print(f"nbgrader generate_assignment wrote {len(released)} student notebooks in {time.perf_counter() - t:.0f} s:")
+    print("\n".join(f"  {p}" for p in released))
+
+
+def _cmd_assignments_grade(args) -> None:
+    from .assignments import grade, score_table
+
+    csv_path = Path(args.submissions) / "scores.csv" if args.csv is None else Path(args.csv)
+    exercises, rows = grade(args.submissions, args.course, csv_path=csv_path, smoke=not args.full)
+    print(score_table(exercises, rows))
+    print(f"scores written to {csv_path}")
+
+
 # -- the parser: every choice comes from a registry --------------------------------------------------
 def _registries():
     from . import guidance, samplers
@@ -206,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     diffusion = [name for name, o in objectives.items() if o.arch == "unet"]  # what `minicfg train` trains
     parser = argparse.ArgumentParser(
         prog="minicfg",
-        description="Diffusion guidance on small data: download data, train, sample, evaluate.",
+        description="Diffusion guidance on small data: download data, train, sample, evaluate; course assignments.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -297,7 +323,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for sweep.csv and the figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_sweep)
+
+    _add_assignments(sub)
     return parser
+
+
+def _add_assignments(sub) -> None:
+    p = sub.add_parser("assignments", help="course assignments on nbgrader: course folder, student versions, grading",
+                       description="The exercises of notebooks 01-05 as nbgrader assignments (docs/instructors.md).")
+    commands = p.add_subparsers(dest="assignments_command", metavar="ACTION", required=True)
+    course = dict(default="course", help="the nbgrader course folder (default: course)")
+
+    q = commands.add_parser("source", help="write COURSE/source/<assignment>/ from the notebooks with exercises",
+                            description="Copy every notebook that has nbgrader cells into COURSE/source/<its name>/, "
+                            "outputs cleared: the course folder's assignments, one per notebook.")
+    q.add_argument("--notebooks", default="notebooks", help="folder of the main notebooks (default: notebooks)")
+    q.add_argument("--course", **course)
+    q.set_defaults(func=_cmd_assignments_source)
+
+    q = commands.add_parser("build", help="student versions of every assignment, by nbgrader generate_assignment",
+                            description="Make OUT an nbgrader course folder (config, sources, gradebook) and run "
+                            "nbgrader generate_assignment on every assignment: the student versions, solutions "
+                            "replaced by raise NotImplementedError(), land in OUT/release/<assignment>/.")
+    q.add_argument("--out", required=True, help="new or empty folder for the built course")
+    q.add_argument("--course", **course)
+    q.set_defaults(func=_cmd_assignments_build)
+
+    q = commands.add_parser("grade", help="autograde collected notebooks (nbgrader autograde) into a score table",
+                            description="Autograde SUBMISSIONS/<student>/<assignment>/*.ipynb (the layout of "
+                            "nbgrader's submitted/ folder) with nbgrader autograde in a temporary course folder, "
+                            "and print the score of every student and exercise; also written as CSV.")
+    q.add_argument("submissions", help="folder of STUDENT/ASSIGNMENT/NOTEBOOK.ipynb")
+    q.add_argument("--course", **course)
+    q.add_argument("--csv", default=None, help="CSV file for the scores (default: SUBMISSIONS/scores.csv)")
+    q.add_argument("--full", action="store_true",
+                   help="run the submissions in full rather than in smoke mode (slower; the checks are the same)")
+    q.set_defaults(func=_cmd_assignments_grade)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, FloatingPointError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, RuntimeError) as err:
         parser.exit(2, f"minicfg {args.command}: error: {err}\n")
     except KeyboardInterrupt:
         parser.exit(130, "minicfg: interrupted\n")

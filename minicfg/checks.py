@@ -1,0 +1,431 @@
+"""Autograder checks for the exercises in the notebooks: one ``check_<exercise>(fn)`` per exercise.
+
+Each check calls the student's ``fn`` on several inputs (extreme log-SNRs, a batch of one, non-square images,
+float64) and compares the result with the library. A failure is an AssertionError that names the input, shows
+the expected and actual values, and gives a hint: the specific mistake when the result matches a known wrong
+formula (alpha^2 where alpha was meant, w where 1 + w was meant, lam and lam' swapped, ...), otherwise the usual
+ones. A function that still raises nbgrader's ``NotImplementedError()`` stub gets a one-line "not implemented
+yet". The nbgrader test cells of the notebooks call these (``docs/instructors.md``); each prints one line when
+every input passes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from . import diffusion, guidance, schedules
+from .diffusion import expand_lam
+
+__all__ = [
+    "EXERCISES",
+    "check_alpha_sigma",
+    "check_q_sample",
+    "check_log_snr_cosine",
+    "check_posterior",
+    "check_ancestral_step",
+    "check_implicit_classifier_grad",
+    "check_cfg_combination",
+    "check_classifier_guided_eps",
+    "check_label_dropout_loss",
+]
+
+#: The hint when a function raises: most errors here are tensors of different shapes meeting.
+SHAPES = ("lam (and a per-sample w) has one value per sample, shape (B,): reshape it to (B, 1, ..., 1) to "
+          "broadcast over the images or points (minicfg.diffusion.expand_lam(lam, x) does), and use torch functions")
+#: (rtol, atol) of the comparison by dtype: float32 round-off of a different but correct formula passes.
+TOLERANCE = {torch.float32: (1e-4, 1e-6), torch.float64: (1e-9, 1e-12)}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input: a name for the messages, the positional arguments of the exercise's function, and optionally
+    the expected result (by default the check's reference function of the arguments)."""
+
+    name: str
+    args: tuple
+    expected: Callable | None = None
+
+
+def _tensor(shape, seed: int, dtype=torch.float32, scale: float = 1.0) -> torch.Tensor:
+    return scale * torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+
+
+def _describe(value) -> str:
+    if torch.is_tensor(value):
+        if value.numel() <= 4:
+            values = [round(v, 4) for v in value.flatten().tolist()]
+            return f"tensor({values}, shape {tuple(value.shape)}, {value.dtype})"
+        return f"tensor of shape {tuple(value.shape)}, {value.dtype}"
+    if callable(value):
+        return getattr(value, "__name__", "a function")
+    return repr(value)
+
+
+def _clone(args: tuple) -> tuple:
+    """Fresh copies, so a function that writes into its inputs cannot change the reference's."""
+    return tuple(a.clone() if torch.is_tensor(a) else a for a in args)
+
+
+def _as_tuple(value, names: tuple[str, ...]):
+    return value if len(names) > 1 else (value,)
+
+
+def _mismatch(expected: tuple, actual, names: tuple[str, ...], tol: tuple[float, float]) -> str | None:
+    """None when ``actual`` matches ``expected``, else what is wrong with it (one line or a short block)."""
+    if len(names) > 1 and not (isinstance(actual, tuple | list) and len(actual) == len(names)):
+        return f"returned {type(actual).__name__}; expected a tuple ({', '.join(names)})"
+    for name, exp, act in zip(names, expected, _as_tuple(actual, names), strict=True):
+        label = f"{name}: " if len(names) > 1 else ""
+        if not torch.is_tensor(act):
+            return f"{label}returned {type(act).__name__}, expected a tensor of shape {tuple(exp.shape)}"
+        if act.shape != exp.shape:
+            if name == "var" and torch.broadcast_shapes(act.shape, exp.shape) == exp.shape:
+                act = act.expand_as(exp)  # a variance of shape (B, 1, ...) that broadcasts is as good
+            else:
+                return f"{label}returned shape {tuple(act.shape)}, expected {tuple(exp.shape)}"
+        if act.dtype != exp.dtype:
+            return f"{label}returned dtype {act.dtype}, expected {exp.dtype} (keep the dtype of the inputs)"
+        rtol, atol = tol
+        close = torch.isclose(act.detach(), exp, rtol=rtol, atol=atol)
+        if not bool(close.all()):
+            diff = torch.where(close, 0.0, (act.detach() - exp).abs().nan_to_num(math.inf))
+            at = tuple(int(i) for i in torch.unravel_index(diff.argmax(), diff.shape))
+            where = f" at index {at}" if at else ""
+            return (f"{label}expected {exp[at].item():.6g}{where}, got {act[at].item():.6g} "
+                    f"({int((~close).sum())} of {close.numel()} values differ)\n"
+                    f"    expected: {_preview(exp)}\n    actual:   {_preview(act.detach())}")
+    return None
+
+
+def _preview(t: torch.Tensor) -> str:
+    values = ", ".join(f"{v:.5g}" for v in t.flatten()[:6].tolist())
+    return f"[{values}{', ...' if t.numel() > 6 else ''}]"
+
+
+def _check(exercise: str, fn, cases: list[Case], reference: Callable | None, names: tuple[str, ...],
+           mistakes: list[tuple[str, Callable]], shapes: str = SHAPES, tolerance: dict | None = None) -> None:
+    """Run ``fn`` on every case and compare with ``reference``; the AssertionError of the first failure.
+
+    ``mistakes`` are (hint, wrong formula) pairs; ``shapes`` is the hint when the function raises an error;
+    ``tolerance`` replaces entries of :data:`TOLERANCE`.
+    """
+    tolerance = {**TOLERANCE, **(tolerance or {})}
+    params = _parameters(fn, len(cases[0].args))
+    if not callable(fn):
+        raise AssertionError(f"{exercise}: pass the function itself, e.g. check_{exercise}({exercise}); got {fn!r}")
+    for case in cases:
+        expected = _as_tuple(case.expected() if case.expected else reference(*_clone(case.args)), names)
+        dtype = next((a.dtype for a in case.args if torch.is_tensor(a) and a.is_floating_point()), torch.float32)
+        inputs = ", ".join(f"{p}={_describe(a)}" for p, a in zip(params, case.args, strict=False))
+        try:
+            actual = fn(*_clone(case.args))
+        except NotImplementedError:
+            raise AssertionError(f"{exercise} is not implemented yet: replace `raise NotImplementedError()` in the "
+                                 f"cell that defines it with your code, run that cell, then this one") from None
+        except Exception as err:  # noqa: BLE001 (any error of the student's code becomes one readable message)
+            raise AssertionError(f"{exercise} raised {type(err).__name__} on the input '{case.name}' ({inputs}): "
+                                 f"{err}\n  hint: {shapes}") from None
+        tol = tolerance[dtype] if dtype in tolerance else tolerance[torch.float32]
+        problem = _mismatch(expected, actual, names, tol)
+        if problem is None:
+            continue
+        hint = next((h for h, wrong in mistakes if _mismatch(_as_tuple(wrong(*_clone(case.args)), names), actual,
+                                                             names, tol) is None), None)
+        hint = f"your result matches a known mistake: {hint}" if hint else _usual(mistakes)
+        raise AssertionError(f"{exercise}: wrong result on the input '{case.name}'\n  inputs: {inputs}\n"
+                             f"  {problem}\n  hint: {hint}")
+    print(f"{exercise}: all {len(cases)} inputs pass")
+
+
+def _parameters(fn, n: int) -> list[str]:
+    """The names of ``fn``'s first ``n`` parameters, for the messages (arg0, arg1, ... when it has none)."""
+    import inspect
+
+    try:
+        names = list(inspect.signature(fn).parameters)[:n]
+    except (TypeError, ValueError):
+        names = []
+    return names if len(names) == n else [f"arg{i}" for i in range(n)]
+
+
+def _usual(mistakes) -> str:
+    return "the usual mistakes: " + "; ".join(h for h, _ in mistakes)
+
+
+def _sig(lam, like: torch.Tensor):
+    """(alpha, sigma) at ``lam`` of shape (B,), shaped to broadcast over ``like``."""
+    return schedules.alpha_sigma(expand_lam(lam, like))
+
+
+def _lams(*values, dtype=torch.float32) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype)
+
+
+# -- notebook 01 --------------------------------------------------------------------------------------------------
+def check_alpha_sigma(fn) -> None:
+    """``fn(lam) -> (alpha, sigma)``, ``alpha^2 = sigmoid(lam)``, ``sigma^2 = sigmoid(-lam)``, accurate in both tails.
+
+    Compared to a relative error of 1e-4 in float32 (no absolute slack: sigma ~ 3e-7 at lam = 30 counts)."""
+    cases = [Case("lam = 0", (_lams(0.0),)), Case("a batch of one", (_lams(1.5),)),
+             Case("moderate lam", (_lams(-6.0, -1.0, 2.0, 5.0),)),
+             Case("extreme lam: +-20 and +-30, float32", (_lams(-30.0, -20.0, 20.0, 30.0),)),
+             Case("float64", (torch.linspace(-25, 25, 11, dtype=torch.float64),))]
+    mistakes = [
+        ("alpha^2 used where alpha was meant: alpha = sqrt(sigmoid(lam)), not sigmoid(lam)",
+         lambda lam: (torch.sigmoid(lam), torch.sigmoid(-lam))),
+        ("lam order reversed: large lam is the data end, so alpha^2 = sigmoid(lam) and sigma^2 = sigmoid(-lam)",
+         lambda lam: (torch.sigmoid(-lam).sqrt(), torch.sigmoid(lam).sqrt())),
+        ("sigma = sqrt(1 - alpha^2) rounds to 0 at large lam in float32; compute sigma^2 as sigmoid(-lam)",
+         lambda lam: (torch.sigmoid(lam).sqrt(), (1 - torch.sigmoid(lam)).sqrt())),
+    ]
+    _check("alpha_sigma", fn, cases, schedules.alpha_sigma, ("alpha", "sigma"), mistakes,
+           tolerance={torch.float32: (1e-4, 0.0), torch.float64: (1e-9, 0.0)})
+
+
+def _image_cases(seed: int) -> list[tuple[str, tuple, torch.dtype, tuple]]:
+    """(name, image shape, dtype, lams) of the image-shaped inputs most checks share."""
+    return [("a batch of one", (1, 1, 4, 4), torch.float32, (0.5,)),
+            ("non-square images (3 x 5 x 7)", (4, 3, 5, 7), torch.float32, (-3.0, -1.0, 1.0, 4.0)),
+            ("extreme lam: -20 and +20", (2, 1, 3, 3), torch.float32, (-20.0, 20.0)),
+            ("float64", (3, 2, 4, 6), torch.float64, (-7.0, 0.0, 7.0))]
+
+
+def check_q_sample(fn) -> None:
+    """``fn(x, lam, eps) -> z = alpha_lam x + sigma_lam eps``; ``lam`` has shape (B,), one log-SNR per image."""
+    cases = [Case(name, (_tensor(shape, 1, dtype), _lams(*lams, dtype=dtype), _tensor(shape, 2, dtype)))
+             for name, shape, dtype, lams in _image_cases(0)]
+    mistakes = [
+        ("alpha^2 used where alpha was meant: z = alpha x + sigma eps with alpha = sqrt(sigmoid(lam))",
+         lambda x, lam, eps: expand_lam(torch.sigmoid(lam), x) * x + expand_lam(torch.sigmoid(-lam), x) * eps),
+        ("lam order reversed (alpha and sigma swapped): the signal scale alpha grows with lam",
+         lambda x, lam, eps: _sig(lam, x)[1] * x + _sig(lam, x)[0] * eps),
+    ]
+    _check("q_sample", fn, cases, diffusion.q_sample, ("z",), mistakes)
+
+
+def check_log_snr_cosine(fn) -> None:
+    """``fn(u, lam_min, lam_max) -> lam = -2 log tan(a u + b)``, with ``u = 0`` giving ``lam_max`` (data)."""
+    u = torch.linspace(0, 1, 9, dtype=torch.float64)
+    cases = [Case("the end points u = 0 and u = 1", (torch.tensor([0.0, 1.0], dtype=torch.float64), -20.0, 20.0)),
+             Case("a batch of one", (torch.tensor([0.5], dtype=torch.float64), -20.0, 20.0)),
+             Case("float32, u in [0.1, 0.9]", (torch.linspace(0.1, 0.9, 5), -20.0, 20.0)),
+             Case("float64 grid", (u, -20.0, 20.0)),
+             Case("another range: lam in [-10, 5]", (u, -10.0, 5.0))]
+
+    def swapped(u, lam_min, lam_max):
+        return schedules.log_snr_cosine(1 - u, lam_min, lam_max)
+
+    def no_factor(u, lam_min, lam_max):
+        return schedules.log_snr_cosine(u, lam_min, lam_max) / 2
+
+    mistakes = [("lam order reversed: u = 0 must give lam_max (data) and u = 1 lam_min (noise); "
+                 "b = arctan(exp(-lam_max / 2)), a = arctan(exp(-lam_min / 2)) - b", swapped),
+                ("lam = -2 log tan(a u + b): the factor -2 is missing or wrong", no_factor)]
+    _check("log_snr_cosine", fn, cases, schedules.log_snr_cosine, ("lam",), mistakes)
+
+
+def check_posterior(fn) -> None:
+    """``fn(z, x, lam, lam_next) -> (mean, var)`` of ``q(z_lam_next | z_lam, x)`` for ``lam < lam_next`` (Eq. 3)."""
+    specs = [("a batch of one", (1, 1, 4, 4), torch.float32, (-1.0,), (1.5,)),
+             ("non-square images (3 x 5 x 7)", (3, 3, 5, 7), torch.float32, (-4.0, 0.0, 2.0), (-3.0, 1.0, 6.0)),
+             ("extreme lam: -20 -> -19 and 19 -> 20", (2, 1, 3, 3), torch.float32, (-20.0, 19.0), (-19.0, 20.0)),
+             ("float64", (3, 2, 4, 6), torch.float64, (-7.0, 0.0, 5.0), (-6.5, 0.25, 9.0))]
+    cases = [Case(name, (_tensor(shape, 3, dtype), _tensor(shape, 4, dtype), _lams(*lo, dtype=dtype),
+                         _lams(*hi, dtype=dtype))) for name, shape, dtype, lo, hi in specs]
+
+    def swapped(z, x, lam, lam_next):  # the formula with lam and lam' exchanged (not a valid order for the library)
+        a, s = _sig(lam, z)
+        a_n, _ = _sig(lam_next, z)
+        r = torch.exp(expand_lam(lam_next - lam, z))
+        return r * (a / a_n) * z + (1 - r) * a * x, ((1 - r) * s**2).expand_as(z)
+
+    def var_at_lam(z, x, lam, lam_next):
+        mean, _ = diffusion.posterior(z, x, lam, lam_next)
+        return mean, (-torch.expm1(expand_lam(lam - lam_next, z)) * _sig(lam, z)[1] ** 2).expand_as(z)
+
+    def squares(z, x, lam, lam_next):
+        a, s = _sig(lam, z)
+        a_n, s_n = _sig(lam_next, z)
+        r = torch.exp(expand_lam(lam - lam_next, z))
+        return r * (a_n / a) ** 2 * z + (1 - r) * a_n**2 * x, ((1 - r) * s_n**2).expand_as(z)
+
+    mistakes = [("lam order reversed: lam < lam_next, the ratio is exp(lam - lam_next) and the mean's scales are "
+                 "alpha_lam_next / alpha_lam and alpha_lam_next", swapped),
+                ("the variance uses sigma_lam^2; Eq. 3 has sigma_lam_next^2 (the forward Eq. 2 has sigma_lam^2)",
+                 var_at_lam),
+                ("alpha^2 used where alpha was meant in the mean", squares)]
+    _check("posterior", fn, cases, diffusion.posterior, ("mean", "var"), mistakes)
+
+
+# -- notebook 02 --------------------------------------------------------------------------------------------------
+def _ancestral_step(z, eps, lam, lam_next, noise, v=0.3):
+    """The reference: Eq. 3's mean at ``x~ = (z - sigma eps) / alpha`` plus the interpolated standard deviation."""
+    mean, _ = diffusion.posterior(z, diffusion.x_from_eps(z, lam, eps), lam, lam_next)
+    return mean + expand_lam(diffusion.reverse_variance(lam, lam_next, v).sqrt(), z) * noise
+
+
+def check_ancestral_step(fn) -> None:
+    """``fn(z, eps, lam, lam_next, noise, v) -> z_next``: one step of the paper's ancestral sampler (Alg. 2)."""
+    specs = [("a batch of one, v = 0.3", (1, 1, 4, 4), torch.float32, (-2.0,), (-1.5,), 0.3),
+             ("non-square images, v = 0", (3, 3, 5, 7), torch.float32, (-4.0, 0.0, 2.0), (-3.0, 1.0, 6.0), 0.0),
+             ("extreme lam, v = 1", (2, 1, 3, 3), torch.float32, (-20.0, 15.0), (-18.0, 20.0), 1.0),
+             ("float64, 2-D points, v = 0.3", (4, 2), torch.float64, (-6.0, -1.0, 0.0, 3.0), (-5.0, 0.0, 2.0, 3.5),
+              0.3)]
+    cases = [Case(name, (_tensor(shape, 5, dtype), _tensor(shape, 6, dtype), _lams(*lo, dtype=dtype),
+                         _lams(*hi, dtype=dtype), _tensor(shape, 7, dtype), v))
+             for name, shape, dtype, lo, hi, v in specs]
+
+    def variance_as_std(z, eps, lam, lam_next, noise, v=0.3):
+        mean = _ancestral_step(z, eps, lam, lam_next, torch.zeros_like(noise), v)
+        return mean + expand_lam(diffusion.reverse_variance(lam, lam_next, v), z) * noise
+
+    def v_swapped(z, eps, lam, lam_next, noise, v=0.3):
+        return _ancestral_step(z, eps, lam, lam_next, noise, 1 - v)
+
+    def no_noise(z, eps, lam, lam_next, noise, v=0.3):
+        return _ancestral_step(z, eps, lam, lam_next, torch.zeros_like(noise), v)
+
+    mistakes = [("the variance used where its square root, the standard deviation, was meant", variance_as_std),
+                ("v and 1 - v exchanged: v = 0 is the posterior variance of Eq. 3, v = 1 the forward one of Eq. 2",
+                 v_swapped),
+                ("the fresh noise is missing: add sqrt(variance) * noise to the mean", no_noise)]
+    _check("ancestral_step", fn, cases, _ancestral_step, ("z_next",), mistakes)
+
+
+# -- notebook 03 --------------------------------------------------------------------------------------------------
+def _pair_cases() -> list[Case]:
+    """(eps_cond, eps_uncond, lam) inputs: 2-D points as in notebook 03, images, extreme lam, float64."""
+    specs = [("a batch of one (a 2-D point)", (1, 2), torch.float32, (0.0,)),
+             ("non-square images (3 x 5 x 7)", (3, 3, 5, 7), torch.float32, (-3.0, 0.0, 3.0)),
+             ("extreme lam: -20 and +20", (2, 1, 3, 3), torch.float32, (-20.0, 20.0)),
+             ("float64 2-D points", (5, 2), torch.float64, (-10.0, -2.0, 0.0, 2.0, 10.0))]
+    return [Case(name, (_tensor(shape, 8, dtype), _tensor(shape, 9, dtype), _lams(*lams, dtype=dtype)))
+            for name, shape, dtype, lams in specs]
+
+
+def check_implicit_classifier_grad(fn) -> None:
+    """``fn(eps_cond, eps_uncond, lam) -> grad_z log p^i(c | z) = -(eps_cond - eps_uncond) / sigma_lam``."""
+
+    def reference(e_c, e_u, lam):
+        return guidance.implicit_classifier_grad(e_c, e_u, _sig(lam, e_c)[1])
+
+    mistakes = [("the sign: eps ~ -sigma grad log p, so the gradient is MINUS (eps_cond - eps_uncond) / sigma",
+                 lambda e_c, e_u, lam: -reference(e_c, e_u, lam)),
+                ("multiplied by sigma where dividing by sigma was meant (eps = -sigma grad, so grad = -eps / sigma)",
+                 lambda e_c, e_u, lam: -(e_c - e_u) * _sig(lam, e_c)[1]),
+                ("sigma^2 used where sigma was meant: sigma = sqrt(sigmoid(-lam))",
+                 lambda e_c, e_u, lam: -(e_c - e_u) / _sig(lam, e_c)[1] ** 2),
+                ("alpha used where sigma was meant: the score is -eps / sigma",
+                 lambda e_c, e_u, lam: -(e_c - e_u) / _sig(lam, e_c)[0])]
+    _check("implicit_classifier_grad", fn, _pair_cases(), reference, ("grad",), mistakes)
+
+
+def check_cfg_combination(fn) -> None:
+    """``fn(eps_cond, eps_uncond, w) -> (1 + w) eps_cond - w eps_uncond`` (Eq. 6); ``w`` a number or (B,) tensor."""
+    pairs = _pair_cases()
+    cases = [Case("w = 0 (the conditional model)", pairs[1].args[:2] + (0.0,)),
+             Case("w = -1 (the unconditional model)", pairs[1].args[:2] + (-1.0,)),
+             Case("a batch of one, w = 3", pairs[0].args[:2] + (3.0,)),
+             Case("non-square images, one w per sample", pairs[1].args[:2] + (torch.tensor([0.0, 1.0, 4.0]),)),
+             Case("float64, w = 0.5", pairs[3].args[:2] + (0.5,))]
+
+    mistakes = [("w used where 1 + w was meant: eps~ = (1 + w) eps_cond - w eps_uncond, so w = 0 must give eps_cond "
+                 "(w is not the 'guidance scale' 1 + w of other libraries)",
+                 lambda e_c, e_u, w: _w(w, e_c) * e_c - (_w(w, e_c) - 1) * e_u),
+                ("eps_cond and eps_uncond exchanged", lambda e_c, e_u, w: guidance.cfg(e_u, e_c, w))]
+    _check("cfg_combination", fn, cases, guidance.cfg, ("eps",), mistakes)
+
+
+def _w(w, like: torch.Tensor):
+    return expand_lam(w, like) if torch.is_tensor(w) else w
+
+
+# -- notebook 04 --------------------------------------------------------------------------------------------------
+def check_classifier_guided_eps(fn) -> None:
+    """``fn(eps, grad_log_prob, lam, w) -> eps - w sigma_lam grad_log_prob`` (Eq. 4); ``w`` a number."""
+    pairs = _pair_cases()
+    cases = [Case(c.name + f", w = {w:g}", c.args[:2] + (c.args[2], w)) for c, w in zip(pairs, (1.0, 3.0, 2.0, 0.5),
+                                                                                        strict=True)]
+    cases.insert(0, Case("w = 0 (no guidance)", pairs[1].args + (0.0,)))
+
+    def reference(eps, grad, lam, w):
+        return guidance.classifier_guided_eps(eps, grad, _sig(lam, eps)[1], w)
+
+    mistakes = [("the sign: eps~ = eps MINUS w sigma grad log p(c | z), since eps ~ -sigma times the score",
+                 lambda eps, grad, lam, w: eps + w * _sig(lam, eps)[1] * grad),
+                ("alpha used where sigma was meant: the gradient enters in units of noise, times sigma_lam",
+                 lambda eps, grad, lam, w: eps - w * _sig(lam, eps)[0] * grad),
+                ("sigma^2 used where sigma was meant",
+                 lambda eps, grad, lam, w: eps - w * _sig(lam, eps)[1] ** 2 * grad),
+                ("sigma is missing: eps~ = eps - w sigma grad", lambda eps, grad, lam, w: eps - w * grad)]
+    _check("classifier_guided_eps", fn, cases, reference, ("eps",), mistakes)
+
+
+# -- notebook 05 --------------------------------------------------------------------------------------------------
+def _toy_model(z, lam, labels):
+    """A fixed stand-in for the network, ``model(z, lam, labels) -> eps``, that tells every label (and null) apart."""
+    shape = (-1,) + (1,) * (z.ndim - 1)
+    return 0.6 * z + 0.05 * lam.reshape(shape) + 0.3 * (labels.to(z.dtype) + 1).reshape(shape)
+
+
+def _dropout_case(name, shape, dtype, seed, p_uncond, num_classes) -> Case:
+    """The inputs that ``eps_loss`` draws from a generator seeded with ``seed``, in its order (u, hence lam; eps;
+    the dropout mask), and as the expected result ``eps_loss`` itself with that generator."""
+    g = torch.Generator().manual_seed(seed)
+    x = _tensor(shape, seed + 100, dtype)
+    labels = torch.arange(shape[0]) % num_classes
+    lam = schedules.log_snr_cosine(torch.rand(shape[0], generator=g, dtype=dtype))
+    eps = torch.randn(shape, generator=g, dtype=dtype)
+    drop = torch.rand(shape[0], generator=g) < p_uncond
+
+    def expected():
+        return diffusion.eps_loss(_toy_model, x, labels, p_uncond, num_classes,
+                                  generator=torch.Generator().manual_seed(seed))
+
+    return Case(name, (_toy_model, x, labels, lam, eps, drop, num_classes), expected)
+
+
+def check_label_dropout_loss(fn) -> None:
+    """``fn(model, x, labels, lam, eps, drop, num_classes) -> loss``: Alg. 1's loss with the dropped labels made null.
+
+    The expected loss is ``diffusion.eps_loss`` drawing the same ``lam``, ``eps`` and dropout mask ``drop``.
+    """
+    cases = [_dropout_case("a batch of one, label dropped", (1, 1, 4, 4), torch.float32, 2, 1.0, 10),
+             _dropout_case("non-square images, half the labels dropped", (6, 3, 5, 7), torch.float32, 3, 0.5, 10),
+             _dropout_case("no label dropped", (4, 1, 6, 6), torch.float32, 4, 0.0, 3),
+             _dropout_case("float64, 3 classes", (8, 2, 3, 5), torch.float64, 5, 0.4, 3)]
+
+    def loss(model, x, labels, lam, eps, target):
+        z = diffusion.q_sample(x, lam, eps)
+        return (model(z, lam, labels).float() - target).pow(2).mean()
+
+    null = lambda labels, drop, num_classes: torch.where(drop, torch.full_like(labels, num_classes), labels)
+    mistakes = [("the labels must be dropped: where drop is True the label becomes the null label num_classes",
+                 lambda m, x, y, lam, eps, drop, k: loss(m, x, y, lam, eps, eps)),
+                ("the null label is the index num_classes (the extra row of the embedding), not 0",
+                 lambda m, x, y, lam, eps, drop, k: loss(m, x, torch.where(drop, 0, y), lam, eps, eps)),
+                ("the model predicts the noise eps, so the loss compares its output with eps, not with x",
+                 lambda m, x, y, lam, eps, drop, k: loss(m, x, null(y, drop, k), lam, eps, x)),
+                ("the model sees z = alpha x + sigma eps, not x",
+                 lambda m, x, y, lam, eps, drop, k: (m(x, lam, null(y, drop, k)).float() - eps).pow(2).mean())]
+    # eps_loss rounds the prediction to float32 (for bf16 training), so float64 agrees to float32's precision
+    _check("label_dropout_loss", fn, cases, None, ("loss",), mistakes,
+           tolerance={torch.float64: TOLERANCE[torch.float32]})
+
+
+#: exercise name -> its check, in the order the notebooks teach them.
+EXERCISES: dict[str, Callable] = {
+    "alpha_sigma": check_alpha_sigma,
+    "q_sample": check_q_sample,
+    "log_snr_cosine": check_log_snr_cosine,
+    "posterior": check_posterior,
+    "ancestral_step": check_ancestral_step,
+    "implicit_classifier_grad": check_implicit_classifier_grad,
+    "cfg_combination": check_cfg_combination,
+    "classifier_guided_eps": check_classifier_guided_eps,
+    "label_dropout_loss": check_label_dropout_loss,
+}

@@ -1,0 +1,158 @@
+"""The exercise checks (minicfg.checks): each passes the notebook's own solution, fails nbgrader's stub with one line,
+and fails a typical wrong answer with the hint for that mistake."""
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+from nbgrader.preprocessors import ClearSolutions
+
+from minicfg import checks, samplers, schedules
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# exercise -> (a typical mistake written into the notebook's solution: old text, new text; the hint it must get)
+WRONG = {
+    "alpha_sigma": (("torch.sigmoid(lam).sqrt(), torch.sigmoid(-lam).sqrt()",
+                     "torch.sigmoid(lam), torch.sigmoid(-lam)"), "alpha^2 used where alpha was meant"),
+    "q_sample": (("alpha * x + sigma * eps", "sigma * x + alpha * eps"), "lam order reversed"),
+    "log_snr_cosine": (("math.atan(math.exp(-lam_max / 2))\n", "math.atan(math.exp(-lam_min / 2))\n"), None),
+    "posterior": (("var = (1 - ratio) * sigma_next**2", "var = (1 - ratio) * schedules.alpha_sigma(lam)[1] ** 2"),
+                  "the variance uses sigma_lam^2"),
+    "ancestral_step": (("reverse_variance(lam, lam_next, v).sqrt()", "reverse_variance(lam, lam_next, v)"),
+                       "the variance used where its square root"),
+    "implicit_classifier_grad": (("return -(eps_cond - eps_uncond)", "return (eps_cond - eps_uncond)"), "the sign"),
+    "cfg_combination": (("(1 + w) * eps_cond - w * eps_uncond", "w * eps_cond - (w - 1) * eps_uncond"),
+            "w used where 1 + w was meant"),
+    "classifier_guided_eps": (("eps - w * sigma", "eps + w * sigma"), "the sign"),
+    "label_dropout_loss": (("labels = torch.where(drop, torch.full_like(labels, num_classes), labels)", "pass"),
+                           "the labels must be dropped"),
+}
+
+
+def _exercise_cells() -> dict[str, tuple[str, str, str]]:
+    """exercise -> (notebook name, solution cell source, test cell source), read from the main notebooks."""
+    found = {}
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = nbformat.read(path, as_version=4).cells
+        for i, cell in enumerate(cells):
+            meta = cell.metadata.get("nbgrader", {})
+            if meta.get("solution") and cell.cell_type == "code":
+                name = meta["grade_id"].removesuffix("_solution")
+                found[name] = (path.name, cell.source, cells[i + 1].source)
+    return found
+
+
+CELLS = _exercise_cells()
+
+
+def _define(source: str, name: str):
+    namespace = {}
+    exec(compile(source, f"<{name} cell>", "exec"), namespace)  # the cell as the notebook runs it
+    return namespace[name]
+
+
+def _stub(source: str) -> str:
+    """The cell as nbgrader's ClearSolutions writes it into the student version."""
+    cell = nbformat.v4.new_code_cell(source, metadata={"nbgrader": {"solution": True, "grade": False, "locked": False,
+                                                                    "grade_id": "x", "schema_version": 3}})
+    nb = nbformat.v4.new_notebook(cells=[cell], metadata={"kernelspec": {"language": "python", "name": "python3",
+                                                                          "display_name": "Python 3"}})
+    nb, _ = ClearSolutions().preprocess(nb, {})
+    return nb.cells[0].source
+
+
+def test_every_exercise_has_a_solution_cell_and_a_graded_check_after_it():
+    assert set(CELLS) == set(checks.EXERCISES) == set(WRONG)
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = nbformat.read(path, as_version=4).cells
+        for i, cell in enumerate(cells):
+            meta = cell.metadata.get("nbgrader")
+            if not meta or not meta["solution"]:
+                continue
+            name = meta["grade_id"].removesuffix("_solution")
+            assert "### BEGIN SOLUTION" in cell.source and "### END SOLUTION" in cell.source, name
+            test = cells[i + 1].metadata["nbgrader"]
+            assert test["grade"] and test["locked"] and test["points"] > 0 and test["grade_id"] == name
+            assert f"checks.check_{name}({name})" in cells[i + 1].source
+
+
+@pytest.mark.parametrize("name", list(checks.EXERCISES))
+def test_check_passes_the_notebook_solution(name, capsys):
+    _, solution, _ = CELLS[name]
+    checks.EXERCISES[name](_define(solution, name))
+    assert re.fullmatch(rf"{name}: all \d+ inputs pass\n", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("name", list(checks.EXERCISES))
+def test_check_says_not_implemented_yet_for_the_nbgrader_stub(name):
+    _, solution, _ = CELLS[name]
+    stub = _stub(solution)
+    assert "raise NotImplementedError()" in stub and "BEGIN SOLUTION" not in stub
+    assert stub.split("# YOUR CODE HERE")[0] == solution.split("### BEGIN SOLUTION")[0]  # signature and docstring kept
+    with pytest.raises(AssertionError) as info:
+        checks.EXERCISES[name](_define(stub, name))
+    assert str(info.value).startswith(f"{name} is not implemented yet") and "\n" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # no chained NotImplementedError
+
+
+@pytest.mark.parametrize("name", list(checks.EXERCISES))
+def test_check_fails_a_typical_wrong_answer_with_its_hint(name):
+    _, solution, _ = CELLS[name]
+    (old, new), hint = WRONG[name]
+    assert solution.count(old) == 1, "the mistake must be made in the notebook's solution"
+    wrong = _define(solution.replace(old, new), name)
+    with pytest.raises(AssertionError) as info:
+        checks.EXERCISES[name](wrong)
+    message = str(info.value)
+    assert message.startswith(f"{name}: wrong result on the input '")
+    assert "inputs: " in message and "expected" in message and "actual:" in message and "got" in message
+    if hint is None:  # no written hint for this mistake: the usual ones are listed
+        assert "hint: the usual mistakes: " in message
+    else:
+        assert f"hint: your result matches a known mistake: {hint}" in message
+
+
+def test_log_snr_cosine_with_lam_min_and_lam_max_exchanged_gets_the_lam_order_hint():
+    _, solution, _ = CELLS["log_snr_cosine"]
+    swapped = solution.replace("-lam_max / 2", "-LAM_A / 2").replace("-lam_min / 2", "-lam_max / 2")
+    wrong = _define(swapped.replace("-LAM_A / 2", "-lam_min / 2"), "log_snr_cosine")
+    with pytest.raises(AssertionError, match=r"known mistake: lam order reversed"):
+        checks.check_log_snr_cosine(wrong)
+
+
+def test_a_shape_error_names_the_input_and_the_broadcasting_fix():
+    _, solution, _ = CELLS["q_sample"]
+    no_reshape = _define(solution.replace("lam = lam.reshape(", "_ = lam.reshape("), "q_sample")
+    with pytest.raises(AssertionError) as info:
+        checks.check_q_sample(no_reshape)
+    message = str(info.value)
+    assert message.startswith("q_sample raised RuntimeError on the input 'non-square images (3 x 5 x 7)'")
+    assert "shape (B,): reshape it to (B, 1, ..., 1)" in message
+
+
+def test_float64_inputs_must_give_float64_results():
+    with pytest.raises(AssertionError, match=r"returned dtype torch.float32, expected torch.float64"):
+        checks.check_alpha_sigma(lambda lam: tuple(t.float() for t in schedules.alpha_sigma(lam)))
+
+
+def test_the_ancestral_reference_is_the_step_samplers_ancestral_takes():
+    """check_ancestral_step's claim: its expected z_next is the library sampler's step, same noise."""
+    torch.manual_seed(0)
+    z0 = torch.randn(3, 2, dtype=torch.float64)
+    lams = torch.tensor([-3.0, -1.0, 2.0], dtype=torch.float64)
+    eps_fn = lambda z, lam: 0.3 * z + 0.1 * lam[:, None]
+    seen = []
+    samplers.ancestral(eps_fn, z0, lams, v=0.3, generator=torch.Generator().manual_seed(7),
+                       callback=lambda i, lam, z, x: seen.append(z.clone()))
+    noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    lam, lam_next = lams[:1].expand(3), lams[1:2].expand(3)
+    step = checks._ancestral_step(z0, eps_fn(z0, lam), lam, lam_next, noise, 0.3)
+    torch.testing.assert_close(step, seen[1], rtol=1e-12, atol=1e-12)
+
+
+def test_a_non_function_is_refused():
+    with pytest.raises(AssertionError, match=r"pass the function itself"):
+        checks.check_cfg_combination(None)
