@@ -7,7 +7,8 @@ Usage:
 Each ``--set KEY=VALUE`` overrides one field of the recipe (JSON values: ``--set 'model={"channels": [48, 96]}'``).
 The run trains into ``OUT/NAME`` (resumable: run the same command again after an interruption), then
 draws ``--n`` samples, class-balanced, at each ``--w`` with each ``--sampler`` (``NAME:STEPS[:OPT=VAL...]``,
-``clip=none`` turns off the x-clipping) and appends accuracy and classifier FID against the 10,000 test
+``clip=none`` turns off the x-clipping; the final images are clamped to [-1, 1] either way, as saving
+them as 8-bit images would) and appends accuracy and classifier FID against the 10,000 test
 digits to ``OUT/ablation.csv`` with the training wall time and images/s. Rows already in the CSV are
 skipped. Needs MNIST under $MINICFG_DATA. Compare rows measured in one session on one machine.
 """
@@ -100,7 +101,7 @@ def main() -> None:
                 t = time.perf_counter()
                 images = generate(model, labels, w, n_steps=steps, sampler=name, seed=1, **options)
                 sample_s = time.perf_counter() - t
-                m = evaluate(images, labels)
+                m = evaluate(images.clamp(-1, 1), labels)  # as saving them as 8-bit images would
                 row = {"name": args.name, "sets": " ".join(args.set), "train_steps": meta.get("step"),
                        "train_s": meta.get("elapsed_s"), "images_per_s": ips, "sampler": name, "n_steps": steps,
                        "options": json.dumps(options), "w": w, "n": args.n, "accuracy": f"{m['accuracy']:.4f}",

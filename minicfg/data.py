@@ -106,7 +106,7 @@ class Dataset:
             int64 labels); raises RuntimeError or OSError when the files are absent.
         looked_for: the files the reader expects under the data folder (for error messages).
         class_names: one name per class, for titles and legends.
-        weights: shipped weights by role ("model", "noisy_classifier", "evaluator"), file names inside
+        weights: shipped weights by role ("model", "paper_model", "noisy_classifier", "evaluator"), file names inside
             ``minicfg/weights/``; a role without shipped weights is absent.
         preset: the training preset of ``minicfg.train.PRESETS`` that the diffusion model trains with.
         subset: file name inside ``minicfg/subsets/`` of the small shipped subset that smoke mode uses
@@ -153,8 +153,8 @@ def get_dataset(name: str | Dataset) -> Dataset:
 register_dataset(Dataset(
     name="mnist", image_shape=(1, 28, 28), num_classes=10, reader=_read_mnist, looked_for="MNIST/raw/*-ubyte",
     class_names=tuple(str(d) for d in range(10)),
-    weights={"model": "mnist.safetensors", "noisy_classifier": "mnist_noisy_classifier.safetensors",
-             "evaluator": "mnist_evaluator.safetensors"},
+    weights={"model": "mnist.safetensors", "paper_model": "mnist_eps.safetensors",
+             "noisy_classifier": "mnist_noisy_classifier.safetensors", "evaluator": "mnist_evaluator.safetensors"},
     preset="default", subset="mnist.npz",
 ))
 register_dataset(Dataset(

@@ -205,3 +205,11 @@ def test_noisy_accuracy_counts_hits_per_lam():
 
     acc = noisy_accuracy(says_zero_when_clean, x0, labels, (-3.0, 5.0), torch.Generator().manual_seed(0))
     assert acc == {-3.0: 0.25, 5.0: 0.5}
+
+
+def test_default_and_live_presets_predict_v_and_eps_stays_reachable():
+    from minicfg.train import recipe_from
+
+    assert recipe_from("default").objective == "v" and recipe_from("live").objective == "v"
+    paper = recipe_from("default", objective="eps")
+    assert paper.objective == "eps" and paper.train_steps == recipe_from("default").train_steps
