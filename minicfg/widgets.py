@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
 import threading
 
 import torch
@@ -22,7 +23,7 @@ from .sample_files import grid_figure
 from .samplers import DEFAULT_SAMPLER
 from .smoke import pick
 
-__all__ = ["PAPER_WS", "SLIDER_WS", "TEXT", "WExplorer", "class_samples", "grid_png", "w_label"]
+__all__ = ["PAPER_WS", "SLIDER_WS", "TEXT", "WExplorer", "class_samples", "grid_png", "png_size", "w_label"]
 
 #: The guidance strengths of the paper's experiments (Ho & Salimans 2022, Tables 1-2), marked on the slider.
 PAPER_WS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 2.0, 3.0, 4.0)
@@ -58,6 +59,13 @@ def grid_png(images: torch.Tensor, n_cols: int, title: str) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=fig.dpi)
     return buf.getvalue()
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) in pixels of a PNG image, from its header."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG image")
+    return struct.unpack(">II", png[16:24])
 
 
 class _Cancelled(Exception):
@@ -119,7 +127,7 @@ class WExplorer:
 
     def title(self, label: int, n_steps: int, w: float) -> str:
         """The title of one grid."""
-        return f"class {label}, w = {w_label(w)}; {self.sampler}, {n_steps} steps, same noise for every w"
+        return f"class {label}, w = {w_label(w)}, {n_steps} {self.sampler} steps"
 
     def _compute(self, label: int, n_steps: int, callback=None) -> dict[float, bytes]:
         samples = class_samples(self.model, label, self.ws, n_samples=self.n_samples, n_steps=n_steps,
@@ -150,22 +158,28 @@ class WExplorer:
                                         continuous_update=True, layout=W.Layout(width="520px"))
         self.picker = W.Dropdown(options=list(range(self.num_classes)), value=label, description="class",
                                  layout=W.Layout(width="160px"))
-        self.steps = W.ToggleButtons(options=list(self.step_choices), value=n_steps, description="steps",
-                                     style={"button_width": "48px"})
-        self.image = W.Image(value=self._pngs[(label, n_steps)][w], format="png")
+        self.steps = W.Dropdown(options=list(self.step_choices), value=n_steps, description="steps",
+                                layout=W.Layout(width="160px"))
+        self.image = W.Image(format="png")
+        self._set_image(self._pngs[(label, n_steps)][w])
         self.status = W.Label("")
-        self.progress = W.Box([])
+        self.progress = W.VBox([])  # while sampling: a progress bar and a line of status; else empty
         self.slider.observe(self._on_w, "value")
         self.picker.observe(self._on_settings, "value")
         self.steps.observe(self._on_settings, "value")
-        box = W.VBox([W.HBox([self.picker, self.steps]), self.slider, self.progress, self.status, self.image])
+        box = W.VBox([W.HBox([self.picker, self.steps]), self.slider, self.progress, self.image])
         box.add_class("minicfg-w-explorer")
         return box
+
+    def _set_image(self, png: bytes):
+        # at its own size: the frontend would stretch it to the output's width, the grid is drawn at 2 px per pixel
+        width, height = png_size(png)
+        self.image.value, self.image.width, self.image.height = png, str(width), str(height)
 
     def _show(self):
         png = self.png()
         if png is not None:
-            self.image.value = png
+            self._set_image(png)
 
     def _on_w(self, _change):
         self._show()  # a cached image, or (while its grid is computed) the previous one
@@ -186,7 +200,7 @@ class WExplorer:
         from tqdm.notebook import tqdm
 
         bar = tqdm(total=len(self.ws) * n_steps, desc=f"class {label}, {n_steps} steps", display=False, leave=False)
-        self.progress.children = (bar.container,)
+        self.progress.children = (bar.container, self.status)
         self.status.value = f"sampling class {label} with {n_steps} steps for every w (the image updates when done)"
 
         def tick(*_):
@@ -200,6 +214,7 @@ class WExplorer:
             return
         except Exception as err:  # shown in the widget: a background thread has nobody else to tell
             if job == self._job:
+                self.progress.children = (self.status,)
                 self.status.value = f"sampling failed: {type(err).__name__}: {err}"
             return
         finally:

@@ -55,6 +55,8 @@ def test_dragging_swaps_cached_images_without_sampling(explorer, monkeypatch):
         seen[w] = explorer.image.value
         assert seen[w] == explorer.png(3, 2, w)
     assert len(set(seen.values())) == len(explorer.ws), "each w has its own grid"
+    width, height = widgets.png_size(explorer.image.value)
+    assert (explorer.image.width, explorer.image.height) == (str(width), str(height)), "shown at its own size"
     assert explorer._thread is None
 
 
@@ -74,7 +76,8 @@ def test_a_new_class_is_sampled_in_the_background_with_a_progress_bar(explorer, 
             break
         threading.Event().wait(0.05)
     assert explorer._thread.is_alive()
-    (bar,) = explorer.progress.children
+    bar, status = explorer.progress.children
+    assert status is explorer.status
     assert bar.children[1].max == len(explorer.ws) * 2, "one tick per network evaluation of every w"
     assert "sampling class 5" in explorer.status.value
     assert explorer.image.value == before and explorer.png() is None
@@ -104,6 +107,7 @@ def test_a_failed_background_sampling_is_shown_in_the_widget(explorer, monkeypat
     explorer.steps.value = 3
     assert explorer.wait(60)
     assert explorer.status.value == "sampling failed: RuntimeError: out of memory"
+    assert explorer.progress.children == (explorer.status,)
 
 
 def test_without_a_widget_frontend_it_is_a_static_grid_at_two_pixels_per_image_pixel(explorer):
