@@ -4,15 +4,16 @@ A small version of ``minicfg sweep`` (docs/results_mnist.md; the paper's Sec. 4.
 w (25 per class), 20 ancestral steps, starting noise from seed 1 shared by every w, scored by the library's
 sweep with the shipped evaluator. Two claims must hold:
 
-- guidance makes samples recognisable as the requested class: accuracy at w = 1 is above accuracy at w = 0;
+- guidance makes samples recognisable as the requested class: at w = 1 at most half as many samples are
+  misrecognised as at w = 0;
 - too much guidance costs fidelity to the data: classifier FID at w = 4 is well above the best FID at a small
   w (0 or 0.3).
 
-Measured here: accuracy 0.936 (w = 0) and 0.996 (w = 1); classifier FID 11.3 (w = 0), 8.5 (w = 0.3) and 57.1
-(w = 4) against the 10,000 test digits; 16.3, 16.7 and 71.3 against the first 1,000 test digits only, and 14.6,
-10.2 and 52.7 against the shipped 1,000-digit subset that smoke mode falls back on without the full data set.
-Seeds 2 and 3 give the same picture.
-The margins asserted (2 points of accuracy, a factor of 2 in FID) are far inside both.
+Measured with the default v weights (issue 18) against the 10,000 test digits: accuracy 0.980 (w = 0) and 0.996
+(w = 1), that is 5 and 1 misrecognised samples of 250; classifier FID 10.8 (w = 0), 10.7 (w = 0.3) and 56.1
+(w = 4). Seed 2: 11 and 1 misrecognised; classifier FID 10.3, 12.0 and 68.9. (The eps weights that shipped before
+gave accuracy 0.936 and 0.996: the v model is better unguided, so the asserted claim counts errors rather than
+points of accuracy.) The margins asserted (half the errors, a factor of 2 in FID) hold with room for both seeds.
 """
 
 import pytest
@@ -35,7 +36,8 @@ def headline_rows(one_thread, mnist_test):
 
 def test_guidance_raises_accuracy(headline_rows):
     acc0, acc1 = headline_rows[0.0]["accuracy"], headline_rows[W_CLASS]["accuracy"]
-    assert acc1 > acc0 + 0.02, f"accuracy at w = 1 ({acc1:.3f}) is not above accuracy at w = 0 ({acc0:.3f})"
+    assert 1 - acc1 <= 0.5 * (1 - acc0), (
+        f"guidance did not halve the misrecognised samples: accuracy {acc0:.3f} at w = 0, {acc1:.3f} at w = 1")
 
 
 def test_strong_guidance_costs_fid(headline_rows):
