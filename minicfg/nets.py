@@ -144,11 +144,8 @@ class UNet(nn.Module):
 
     def forward(self, z: torch.Tensor, lam: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         c = self.config
-        if c.prediction == "eps":
-            return self.raw(z, lam, labels)
-        lam_b = expand_lam(lam, z)
-        return get_prediction(c.prediction).to_eps(self.raw(z, lam, labels).float(), z.float(), lam_b.float(),
-                                                   c.sigma_data).to(z.dtype)
+        return get_prediction(c.prediction).to_eps(self.raw(z, lam, labels).float(), z.float(),
+                                                   expand_lam(lam, z).float(), c.sigma_data).to(z.dtype)
 
     def raw(self, z: torch.Tensor, lam: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         c = self.config
@@ -160,8 +157,7 @@ class UNet(nn.Module):
                 f"need lam and labels of shape ({z.shape[0]},), got {tuple(lam.shape)} and {tuple(labels.shape)}"
             )
         emb = self.embed(lam, labels)
-        if c.prediction != "eps":
-            z = z * get_prediction(c.prediction).c_in(expand_lam(lam, z), c.sigma_data).to(z.dtype)
+        z = z * get_prediction(c.prediction).c_in(expand_lam(lam, z), c.sigma_data).to(z.dtype)
         h = F.pixel_unshuffle(z, c.patch) if c.patch > 1 else z
         h = self.stem(h)
         skips = []

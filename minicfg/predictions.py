@@ -64,13 +64,25 @@ PREDICTIONS: dict[str, Prediction] = {
         target=lambda x, eps, lam, d: eps,
         eps_mse_factor=_one,
     ),
-    "v": Prediction(
-        c_in=_one,
-        to_eps=lambda out, z, lam, d: (lambda a, s: s * z + a * out)(*alpha_sigma(lam)),
-        target=lambda x, eps, lam, d: (lambda a, s: a * eps - s * x)(*alpha_sigma(lam)),
-        eps_mse_factor=lambda lam, d: torch.exp(-torch.nn.functional.logsigmoid(lam)),  # 1 / alpha^2
-    ),
 }
+
+
+def _v_to_eps(out, z, lam, d):
+    alpha, sigma = alpha_sigma(lam)
+    return sigma * z + alpha * out
+
+
+def _v_target(x, eps, lam, d):
+    alpha, sigma = alpha_sigma(lam)
+    return alpha * eps - sigma * x
+
+
+PREDICTIONS["v"] = Prediction(
+    c_in=_one,
+    to_eps=_v_to_eps,
+    target=_v_target,
+    eps_mse_factor=lambda lam, d: torch.exp(-torch.nn.functional.logsigmoid(lam)),  # 1 / alpha^2
+)
 
 
 def _edm_to_eps(out, z, lam, d):

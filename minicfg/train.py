@@ -133,6 +133,8 @@ _SAMPLE_HINT = "sample them with `minicfg sample --checkpoint {ema} --out sample
 register_objective("eps", Objective("unet", _diffusion_objective, _SAMPLE_HINT, model={"prediction": "eps"}))
 register_objective("v", Objective("unet", _diffusion_objective, _SAMPLE_HINT, model={"prediction": "v"}))
 register_objective("edm", Objective("unet", _diffusion_objective, _SAMPLE_HINT, model={"prediction": "edm"}))
+
+
 def _noisy_classifier_report(model, dataset: str) -> dict:
     """Accuracy on 2,000 noised test images at a few log-SNRs (the figure the noisy classifier is judged by)."""
     images, labels = load(dataset, train=False).tensors
