@@ -16,13 +16,16 @@ display). Paper equations refer to Ho & Salimans 2022, "Classifier-Free Diffusio
   factors, and Min-SNR-gamma as one weighting in every space.
 - :mod:`derivations.guidance`: classifier guidance (Eq. 4), the implicit classifier, CFG (Eq. 6) as
   classifier guidance, and the w + 1 shift.
+- :mod:`derivations.guidance_variants`: EDM noise levels as log-SNRs (guidance intervals), rescaled CFG's eps,
+  autoguidance as a sharpened density (and CFG as its special case).
 
 This package imports neither torch nor minicfg; ``tests/test_derivations.py`` ties the two together.
 """
 
-from . import forward, guidance, posterior, predictions, schedules, score
+from . import forward, guidance, guidance_variants, posterior, predictions, schedules, score
 
-__all__ = ["forward", "posterior", "score", "schedules", "guidance", "predictions", "DERIVATIONS", "run_all"]
+__all__ = ["forward", "posterior", "score", "schedules", "guidance", "guidance_variants", "predictions", "DERIVATIONS",
+           "run_all"]
 
 #: every derivation, by name; each asserts its identity when called
 DERIVATIONS = {
@@ -43,6 +46,9 @@ DERIVATIONS = {
     "v_prediction": predictions.derive_v_prediction,
     "edm_preconditioning": predictions.derive_edm_preconditioning,
     "min_snr_weight": predictions.derive_min_snr_weight,
+    "ve_sigma": guidance_variants.derive_ve_sigma,
+    "rescale_eps": guidance_variants.derive_rescale_eps,
+    "autoguidance": guidance_variants.derive_autoguidance,
 }
 
 

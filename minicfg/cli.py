@@ -101,13 +101,15 @@ def _cmd_train(args) -> None:
           + OBJECTIVES[recipe.objective].next_step.format(ema=ema))
 
 
+def _guidance_options(args) -> dict:
+    """The guidance methods' own options that were set on the command line (unset ones stay out)."""
+    return {key: getattr(args, key) for key in args.guidance_flags if getattr(args, key) is not None}
+
+
 def _cmd_sample(args) -> None:
     from .sample_files import sample_to_file
 
-    options = dict(args.option)
-    for key in args.guidance_flags:  # the guidance methods' own options; unset ones stay out
-        if getattr(args, key) is not None:
-            options[key] = getattr(args, key)
+    options = {**dict(args.option), **_guidance_options(args)}
     out, n = sample_to_file(args.out, args.w, checkpoint=args.checkpoint, dataset=args.dataset,
                             n_per_class=args.n_per_class, seed=args.seed, n_steps=args.n_steps, sampler=args.sampler,
                             guidance=args.guidance, progress=not args.no_progress, **options)
@@ -126,7 +128,8 @@ def _cmd_sweep(args) -> None:
 
     print(run_sweep(args.out, args.w, checkpoint=args.checkpoint, dataset=args.dataset, n_per_class=args.n_per_class,
                     n_steps=args.n_steps, sampler=args.sampler, seed=args.seed, label=args.label, by=args.by,
-                    paper=None if args.paper == "none" else int(args.paper), progress=not args.no_progress))
+                    paper=None if args.paper == "none" else int(args.paper), progress=not args.no_progress,
+                    guidance=args.guidance, **_guidance_options(args)))
 
 
 def _cmd_assignments_source(args) -> None:
@@ -179,12 +182,21 @@ def _add_sampler_choice(p, samplers) -> None:
 
 
 def _add_sampling_options(p, samplers, guidance) -> None:
+    p.add_argument("--checkpoint", default=None, help="weights file or training folder (default: the shipped model)")
+    _add_sampler_choice(p, samplers)
+    _add_guidance_options(p, guidance)
+    p.add_argument("--option", "-o", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the sampler, e.g. -o v=0.5 (ancestral) or -o clip_x=None; repeat for several")
+    p.add_argument("--seed", type=int, help="seed of the starting noise, shared by every w")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_guidance_options(p, guidance) -> None:
+    """``--guidance NAME`` from the registry, and a flag for every keyword option of every guidance method."""
     import inspect
 
     from ._checks import keyword_options
 
-    p.add_argument("--checkpoint", default=None, help="weights file or training folder (default: the shipped model)")
-    _add_sampler_choice(p, samplers)
     p.add_argument("--guidance", choices=list(guidance.GUIDANCE), default=guidance.DEFAULT_GUIDANCE,
                    help="; ".join(f"{name}: {_first_line(fn)}" for name, fn in guidance.GUIDANCE.items())
                    + f" (default {guidance.DEFAULT_GUIDANCE})")
@@ -197,14 +209,10 @@ def _add_sampling_options(p, samplers, guidance) -> None:
             flags.append(key)
             default = inspect.signature(fn).parameters[key].default
             what = (f"weights file of the {networks[key].replace('_', ' ')} (default: the shipped one)"
-                    if key in networks else f"default {default!r}; see the docstring of minicfg.guidance.{fn.__name__}")
+                    if key in networks else f"default {default!r}; see the docstring of {fn.__module__}.{fn.__name__}")
             p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=None if key in networks else _literal,
                            default=None, help=f"option of --guidance {name}: {what}")
     p.set_defaults(guidance_flags=flags)
-    p.add_argument("--option", "-o", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="an option of the sampler, e.g. -o v=0.5 (ancestral) or -o clip_x=None; repeat for several")
-    p.add_argument("--seed", type=int, help="seed of the starting noise, shared by every w")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _add_train_options(p: argparse.ArgumentParser, presets: list[str], datasets) -> None:
@@ -312,12 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-steps", type=_positive_ints, default=[50],
                    help="sampling steps, one number or a comma-separated list such as 16,32,64 (default 50)")
     _add_sampler_choice(p, samplers)
+    _add_guidance_options(p, guidance)
     p.add_argument("--checkpoint", default=None, help="weights file or training folder (default: the shipped model)")
     p.add_argument("--seed", type=int, default=1, help="seed of the starting noise, shared by every point (default 1)")
     p.add_argument("--label", default=None, help="name of this model in the CSV and plots (default: the checkpoint)")
-    p.add_argument("--by", choices=["label", "p_uncond", "n_steps", "seed"], default=None,
-                   help="one curve per value of this column (default: the columns among label, n_steps, sampler "
-                   "and seed whose values differ between the rows)")
+    p.add_argument("--by", choices=["label", "guidance", "options", "p_uncond", "n_steps", "seed"], default=None,
+                   help="one curve per value of this column (default: the columns among label, guidance, options, "
+                   "n_steps, sampler and seed whose values differ between the rows)")
     p.add_argument("--paper", choices=["1", "2", "none"], default="1",
                    help="plot the paper's Table 1 (p_uncond, ImageNet 64) or 2 (steps, ImageNet 128) beside ours")
     p.add_argument("--out", required=True, help="folder for sweep.csv and the figures")

@@ -154,7 +154,8 @@ register_dataset(Dataset(
     name="mnist", image_shape=(1, 28, 28), num_classes=10, reader=_read_mnist, looked_for="MNIST/raw/*-ubyte",
     class_names=tuple(str(d) for d in range(10)),
     weights={"model": "mnist.safetensors", "paper_model": "mnist_eps.safetensors",
-             "noisy_classifier": "mnist_noisy_classifier.safetensors", "evaluator": "mnist_evaluator.safetensors"},
+             "weak_model": "mnist_weak.safetensors", "noisy_classifier": "mnist_noisy_classifier.safetensors",
+             "evaluator": "mnist_evaluator.safetensors"},
     preset="default", subset="mnist.npz",
 ))
 register_dataset(Dataset(

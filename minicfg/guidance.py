@@ -248,3 +248,7 @@ def classifier_guidance(model, labels: torch.Tensor, w, *, classifier=None, base
     if base not in _BASES:
         raise ValueError(f"base must be one of {sorted(_BASES)}, got {base!r}")
     return classifier_eps_fn(cfg_eps_fn(model, labels, _BASES[base]), classifier, labels, w)
+
+
+# the variants beyond Eq. 6 (interval, rescale, autoguidance) register themselves in GUIDANCE on import
+from . import guidance_variants  # noqa: E402, F401

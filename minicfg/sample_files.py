@@ -10,7 +10,7 @@ import torch
 from .generate import class_labels, generate_grid
 from .guidance import DEFAULT_GUIDANCE
 
-__all__ = ["to_uint8", "grid_figure", "save_grid", "save_npz", "sample_to_file"]
+__all__ = ["to_uint8", "grid_figure", "save_grid", "save_npz", "sample_to_file", "load_guidance_networks"]
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -88,7 +88,7 @@ def save_npz(panels: dict[float, torch.Tensor], labels: torch.Tensor, path) -> P
     return path
 
 
-def _load_option_models(guidance: str, options: dict, dataset: str) -> dict:
+def load_guidance_networks(guidance: str, options: dict, dataset: str) -> dict:
     """Guidance options that are networks (``GUIDANCE_NETWORKS``), given as a path or left out, are loaded
     from the model store (the shipped network of ``dataset`` when left out)."""
     from .checkpoint import load_model
@@ -116,7 +116,7 @@ def sample_to_file(out, ws, checkpoint=None, dataset: str = "mnist", n_per_class
     if out.suffix not in (".png", ".npz"):
         raise ValueError(f"--out must end in .png (a grid) or .npz (arrays), got {out.name!r}")
     model, _ = load_model(checkpoint, dataset=dataset)
-    options = _load_option_models(guidance, options, dataset)
+    options = load_guidance_networks(guidance, options, dataset)
     panels = generate_grid(model, ws, n_per_class=n_per_class, seed=seed, guidance=guidance, progress=progress,
                            **options)
     if out.suffix == ".png":

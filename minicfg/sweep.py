@@ -19,18 +19,25 @@ from functools import partial
 from importlib import resources
 from pathlib import Path
 
-from ._checks import check_w
+import torch
+
+from ._checks import check_options, check_w
 from .checkpoint import atomic_write_bytes
 from .generate import class_labels, generate
+from .guidance import DEFAULT_GUIDANCE, get_guidance
 from .metrics import evaluate
 from .samplers import DEFAULT_SAMPLER, get_sampler
 
-__all__ = ["FIELDS", "sweep", "run_sweep", "read_csv", "write_csv", "paper_results", "best_row"]
+__all__ = ["FIELDS", "options_text", "sweep", "run_sweep", "read_csv", "write_csv", "paper_results", "best_row"]
 
-#: Columns of a sweep CSV: what was sampled (first eight), then what was measured.
-FIELDS = ("label", "p_uncond", "train_steps", "sampler", "n_steps", "seed", "n", "w",
+#: Columns of a sweep CSV: what was sampled (first ten), then what was measured. ``options`` holds the guidance
+#: method's options as ``key=value`` pairs (a network as its weights' fingerprint).
+FIELDS = ("label", "p_uncond", "train_steps", "guidance", "options", "sampler", "n_steps", "seed", "n", "w",
           "accuracy", "fid", "inception_score", "precision", "recall", "sample_s")
-_KEY = ("label", "sampler", "n_steps", "seed", "n", "w")  # a point is redone only if one of these differs
+_KEY = ("label", "guidance", "options", "sampler", "n_steps", "seed", "n", "w")  # a point is redone if one differs
+_TEXT = ("label", "guidance", "options", "sampler")
+#: values of columns that sweeps before guidance variants did not write (they were all plain CFG)
+_DEFAULTS = {"guidance": DEFAULT_GUIDANCE, "options": ""}
 _INT = ("train_steps", "n_steps", "seed", "n")
 _FLOAT = ("p_uncond", "w", "accuracy", "fid", "inception_score", "precision", "recall", "sample_s")
 
@@ -41,14 +48,14 @@ def _data_lines(text: str) -> list[str]:
 
 
 def _parse(row: dict) -> dict:
-    out = {}
+    out = dict(_DEFAULTS)
     for k, v in row.items():
         if k in _INT:
             out[k] = int(v) if v not in ("", None) else None
         elif k in _FLOAT:
             out[k] = float(v) if v not in ("", None) else math.nan
         else:
-            out[k] = v
+            out[k] = _DEFAULTS[k] if k in _DEFAULTS and v in (None, "") else v
     return out
 
 
@@ -88,12 +95,24 @@ def _same_point(a: dict, b: dict) -> bool:
         x, y = a.get(k), b.get(k)
         if x is None or y is None:
             return False
-        if k in ("label", "sampler"):
+        if k in _TEXT:
             if str(x) != str(y):
                 return False
         elif not math.isclose(float(x), float(y), abs_tol=1e-9):
             return False
     return True
+
+
+def options_text(options: dict) -> str:
+    """Guidance options as one CSV cell, ``key=value`` pairs in name order; a network is named by its weights'
+    fingerprint (``checkpoint.load_model`` sets it), so a sweep with other weights is another point."""
+    parts = []
+    for key in sorted(options):
+        value = options[key]
+        if isinstance(value, torch.nn.Module):
+            value = f"net:{getattr(value, 'fingerprint', type(value).__name__)}"
+        parts.append(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}")
+    return " ".join(parts)
 
 
 def _check_steps(steps) -> list[int]:
@@ -108,8 +127,12 @@ _say = partial(print, flush=True)  # progress lines reach a log file at once
 
 def sweep(model, ws, n_per_class: int = 100, n_steps=50, sampler: str = DEFAULT_SAMPLER, seed: int = 1,
           label: str = "model", meta: dict | None = None, csv_path=None, progress: bool = False,
-          evaluator=None, log=_say, dataset: str = "mnist") -> list[dict]:
+          evaluator=None, log=_say, dataset: str = "mnist", guidance: str = DEFAULT_GUIDANCE,
+          options: dict | None = None) -> list[dict]:
     """Sample and score ``model`` at every w in ``ws`` for every number of sampling steps in ``n_steps``.
+
+    ``guidance`` names the method (:data:`minicfg.guidance.GUIDANCE`, plain CFG by default) and ``options`` its
+    options (networks already loaded), so variants are swept on the same noise and metrics as CFG.
 
     Every point starts from the same noise (``seed``), so points differ only by w and steps. ``meta`` (the
     checkpoint metadata from :func:`minicfg.checkpoint.load_model`) fills the columns ``p_uncond`` and
@@ -126,6 +149,8 @@ def sweep(model, ws, n_per_class: int = 100, n_steps=50, sampler: str = DEFAULT_
     if not ws:
         raise ValueError("give at least one w")
     get_sampler(sampler)  # a ValueError naming the registered samplers if unknown
+    options = dict(options or {})
+    check_options("guidance", guidance, get_guidance(guidance), options)
     if not isinstance(n_per_class, int) or n_per_class < 1:
         raise ValueError(f"n_per_class must be a positive integer, got {n_per_class!r}")
     labels = class_labels(model.config.num_classes, n_per_class)
@@ -137,14 +162,16 @@ def sweep(model, ws, n_per_class: int = 100, n_steps=50, sampler: str = DEFAULT_
     for n_steps in all_steps:
         for w in ws:
             point = {"label": label, "p_uncond": train.get("p_uncond"), "train_steps": (meta or {}).get("step"),
-                     "sampler": sampler, "n_steps": n_steps, "seed": seed, "n": len(labels), "w": w}
+                     "guidance": guidance, "options": options_text(options), "sampler": sampler,
+                     "n_steps": n_steps, "seed": seed, "n": len(labels), "w": w}
             done = next((r for r in kept if _same_point(r, point)), None)
             if done is not None:
                 rows.append(done)
-                log(f"{label}: w={w:g}, {n_steps} steps: already in {csv_path}")
+                log(f"{label}: {guidance} w={w:g}, {n_steps} steps: already in {csv_path}")
                 continue
             t = time.perf_counter()
-            images = generate(model, labels, w, n_steps=n_steps, sampler=sampler, seed=seed, progress=progress)
+            images = generate(model, labels, w, n_steps=n_steps, sampler=sampler, seed=seed, progress=progress,
+                              guidance=guidance, **options)
             scores = evaluate(images, labels, evaluator=evaluator, dataset=dataset)
             row = {**point, **{k: scores[k] for k in ("accuracy", "fid", "inception_score", "precision", "recall")},
                    "sample_s": round(time.perf_counter() - t, 1)}
@@ -152,7 +179,7 @@ def sweep(model, ws, n_per_class: int = 100, n_steps=50, sampler: str = DEFAULT_
             if csv_path is not None:  # re-read first: another sweep may have added rows meanwhile
                 on_disk = read_csv(csv_path) if Path(csv_path).is_file() else []
                 write_csv([r for r in on_disk if not _same_point(r, row)] + [row], csv_path)
-            log(f"{label}: w={w:g}, {n_steps} steps: accuracy {row['accuracy']:.3f}, cFID {row['fid']:.2f}, "
+            log(f"{label}: {guidance} w={w:g}, {n_steps} steps: accuracy {row['accuracy']:.3f}, cFID {row['fid']:.2f}, "
                 f"IS {row['inception_score']:.2f}, precision {row['precision']:.3f}, recall {row['recall']:.3f} "
                 f"({row['sample_s']:.0f} s)")
     return rows
@@ -181,21 +208,26 @@ def paper_results(table: int | None = None) -> list[dict]:
 
 def run_sweep(out, ws, checkpoint=None, dataset: str = "mnist", n_per_class: int = 100, n_steps=(50,),
               sampler: str = DEFAULT_SAMPLER, seed: int = 1, label: str | None = None, by=None, paper: int | None = 1,
-              progress: bool = False) -> str:
+              progress: bool = False, guidance: str = DEFAULT_GUIDANCE, **options) -> str:
     """``minicfg sweep``: :func:`sweep` a checkpoint into ``OUT/sweep.csv``, then draw every row of that file.
+
+    ``guidance`` and its ``options`` as for ``minicfg sample``: an option that is a network is a path, or left
+    out for the shipped one.
 
     Returns a one-line summary naming the best point and the files written.
     """
     from .checkpoint import load_model
+    from .sample_files import load_guidance_networks
     from .sweep_plots import save_sweep_figures
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, meta = load_model(checkpoint, dataset=dataset)
+    options = load_guidance_networks(guidance, options, dataset)
     label = label or (str(checkpoint) if checkpoint else f"shipped {dataset}")
     csv_path = out / "sweep.csv"
     rows = sweep(model, ws, n_per_class=n_per_class, n_steps=list(n_steps), sampler=sampler, seed=seed, label=label,
-                 meta=meta, csv_path=csv_path, progress=progress, dataset=dataset)
+                 meta=meta, csv_path=csv_path, progress=progress, dataset=dataset, guidance=guidance, options=options)
     every = read_csv(csv_path)  # this sweep and any earlier ones written to the same folder
     figures = save_sweep_figures(every, out, by=by, paper=None if paper is None else paper_results(paper),
                                  is_max=model.config.num_classes)

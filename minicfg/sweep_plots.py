@@ -249,7 +249,8 @@ def save_sweep_figures(rows: list[dict], out, by=None, paper: list[dict] | None 
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    varies = [c for c in ("label", "n_steps", "sampler", "seed", "w") if len({r.get(c) for r in rows}) > 1]
+    varies = [c for c in ("label", "guidance", "options", "n_steps", "sampler", "seed", "w")
+              if len({r.get(c) for r in rows}) > 1]
     by = by or [c for c in varies if c != "w"] or "label"
     x, x_by = ("n_steps", [c for c in varies if c != "n_steps"] or "label") if "n_steps" in varies else ("w", by)
     paths = [out / "fid_vs_is.png", out / f"metrics_vs_{'steps' if x == 'n_steps' else x}.png"]

@@ -158,6 +158,9 @@ PRESETS: dict[str, dict] = {
     # v-prediction (minicfg.predictions): the measured comparison with the paper's eps is in docs/recipe_mnist.md
     "default": {"objective": "v", "train_steps": 6000},
     "live": {"objective": "v", "train_steps": 1000, "ema_decay": 0.995, "warmup_steps": 100},
+    # autoguidance's weak model (Karras et al. 2024): half the channels and a quarter of the default's steps
+    "weak": {"objective": "v", "train_steps": 1500, "ema_decay": 0.995, "warmup_steps": 100,
+             "model": {"channels": (16, 32), "blocks_per_level": 1}},
     "smoke": {"objective": "v", "train_steps": 60, "ema_decay": 0.9, "warmup_steps": 10, "batch_size": 64},
     # 64/128 channels, two blocks per level: 99.2% at lam = 4 against 98.5% for 32/64 with one (docs/recipe_mnist.md)
     "noisy_classifier": {"objective": "noisy_classifier", "train_steps": 3000, "lr": 1e-3, "weight_decay": 0.05,

@@ -84,7 +84,7 @@ def test_interrupted_sweep_resumes_from_its_csv(shipped, mnist_test, tmp_path, m
 
     calls.clear()  # another seed is another point
     with path.open("a") as f:  # and a hand-made row without the settings matches no point
-        f.write("m,,,ancestral,,,,0.0,,3.0,4.0,,,\n")
+        f.write("m,,,,,ancestral,,,,0.0,,3.0,4.0,,,\n")
     sweep(model, [0], n_per_class=1, n_steps=3, seed=2, label="m", csv_path=path, log=_quiet)
     assert calls == [0.0]
 
