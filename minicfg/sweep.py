@@ -12,6 +12,7 @@ published numbers for comparison; :mod:`minicfg.sweep_plots` draws both.
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import math
 import time
@@ -115,6 +116,12 @@ def options_text(options: dict) -> str:
     return " ".join(parts)
 
 
+def _option_defaults(builder) -> dict:
+    """The defaults of a guidance builder's keyword-only options (those that have one other than None)."""
+    return {name: p.default for name, p in inspect.signature(builder).parameters.items()
+            if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.default is not None}
+
+
 def _check_steps(steps) -> list[int]:
     steps = [steps] if isinstance(steps, (int, float)) else list(steps)
     if not steps or any(not isinstance(t, int) or isinstance(t, bool) or t < 1 for t in steps):
@@ -151,6 +158,7 @@ def sweep(model, ws, n_per_class: int = 100, n_steps=50, sampler: str = DEFAULT_
     get_sampler(sampler)  # a ValueError naming the registered samplers if unknown
     options = dict(options or {})
     check_options("guidance", guidance, get_guidance(guidance), options)
+    recorded = {**_option_defaults(get_guidance(guidance)), **options}  # what was run, defaults included
     if not isinstance(n_per_class, int) or n_per_class < 1:
         raise ValueError(f"n_per_class must be a positive integer, got {n_per_class!r}")
     labels = class_labels(model.config.num_classes, n_per_class)
@@ -162,7 +170,7 @@ def sweep(model, ws, n_per_class: int = 100, n_steps=50, sampler: str = DEFAULT_
     for n_steps in all_steps:
         for w in ws:
             point = {"label": label, "p_uncond": train.get("p_uncond"), "train_steps": (meta or {}).get("step"),
-                     "guidance": guidance, "options": options_text(options), "sampler": sampler,
+                     "guidance": guidance, "options": options_text(recorded), "sampler": sampler,
                      "n_steps": n_steps, "seed": seed, "n": len(labels), "w": w}
             done = next((r for r in kept if _same_point(r, point)), None)
             if done is not None:

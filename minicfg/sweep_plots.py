@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["tradeoff_figure", "metrics_figure", "steps_table_figure", "save_sweep_figures", "group_rows"]
+__all__ = ["tradeoff_figure", "frontier_figure", "seed_spread", "metrics_figure", "steps_table_figure",
+           "save_sweep_figures", "group_rows"]
 
 CFID = "classifier FID (lower is better)"
 _NAMES = {"fid": CFID, "inception_score": "IS of the evaluation classifier (higher is better)",
@@ -140,6 +141,69 @@ def tradeoff_figure(rows: list[dict], by="label", paper: list[dict] | None = Non
         named = [{**r, r["setting"]: r["value"]} for r in paper]  # e.g. a column "p_uncond" for the legend
         _curves(axes[3], named, first["setting"], "inception_score", PAPER_IS, PAPER_FID,
                 f"paper, Table {first['table']} ({first['dataset']}, Inception network)")
+    fig.tight_layout()
+    return fig
+
+def seed_spread(rows: list[dict], metrics=("accuracy", "recall", "fid")) -> dict[str, float]:
+    """How much a point moves with its starting noise: for every setting (label, guidance, options, steps, w)
+    swept at two or more seeds, the standard deviation over seeds, averaged over those settings. Classifier FID
+    grows with w, so its spread is relative (a fraction of the mean, key ``fid_rel``); the others are absolute.
+    """
+    groups = defaultdict(list)
+    for r in rows:
+        groups[tuple(r.get(k) for k in ("label", "guidance", "options", "sampler", "n_steps", "n", "w"))].append(r)
+    many = [g for g in groups.values() if len({r["seed"] for r in g}) > 1]
+    if not many:
+        raise ValueError("no setting was swept at two or more seeds (minicfg sweep --seed 2, 3, ...)")
+    out = {}
+    for m in metrics:
+        spreads = [np.std([r[m] for r in g], ddof=1) / (np.mean([r[m] for r in g]) if m == "fid" else 1.0)
+                   for g in many]
+        out["fid_rel" if m == "fid" else m] = float(np.mean(spreads))
+    out["settings"] = len(many)
+    return out
+
+
+def frontier_figure(rows: list[dict], by=("guidance", "options"), names: dict | None = None,
+                    spread: dict | None = None, title: str = "MNIST (classifier features)"):
+    """Guidance methods side by side: classifier FID against accuracy (fidelity) and against recall (diversity),
+    one curve per value of ``by`` (by default each guidance method with its options), points in w order, each
+    labelled with its w. A method that moves the frontier has curves below and to the right of plain CFG's in
+    both panels; one that slides along it lies on CFG's curve. ``names`` maps a value of ``by`` to its legend;
+    ``spread`` (from :func:`seed_spread`) draws one seed standard deviation as error bars on every point.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12.0, 4.6), dpi=110)
+    axes = fig.subplots(1, 2)
+    groups = group_rows(rows, by)
+    first = {}  # curves in the order their methods first appear in ``rows`` (plain CFG first, if it comes first)
+    for i, r in enumerate(rows):
+        first.setdefault(r[by] if isinstance(by, str) else tuple(r[k] for k in by), i)
+    groups = dict(sorted(groups.items(), key=lambda item: first[item[0]]))
+    for ax, x, xlabel in ((axes[0], "accuracy", _NAMES["accuracy"]),
+                          (axes[1], "recall", "recall (higher is better; falls as w grows)")):
+        for key, group in groups.items():
+            xs, ys = [r[x] for r in group], [r["fid"] for r in group]
+            label = (names or {}).get(key, _legend(by, key))
+            if spread:
+                line = ax.errorbar(xs, ys, xerr=spread[x], yerr=[y * spread["fid_rel"] for y in ys], marker="o",
+                                   ms=3.5, lw=1.3, elinewidth=0.7, capsize=2, label=label).lines[0]
+            else:
+                (line,) = ax.plot(xs, ys, marker="o", ms=3.5, lw=1.3, label=label)
+            _label_points(ax, xs, ys, [f"{r['w']:g}" for r in group], line.get_color())
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(_plain)
+        low, high = ax.get_ylim()
+        ax.yaxis.set_minor_formatter(_plain if high / low < 5 else _plain_minor)
+        ax.set_xlabel(xlabel, fontsize=9)
+        ax.set_ylabel(CFID, fontsize=9)
+        ax.tick_params(labelsize=8, which="both")
+        ax.grid(alpha=0.3)
+    axes[0].set_title(f"{title}: fidelity (points labelled with w)", fontsize=10)
+    axes[1].set_title(f"{title}: diversity", fontsize=10)
+    note = ("error bars: one standard deviation over starting-noise seeds" if spread else None)
+    axes[0].legend(fontsize=8, title=note, title_fontsize=7)
     fig.tight_layout()
     return fig
 

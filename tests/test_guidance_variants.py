@@ -18,6 +18,7 @@ from minicfg.diffusion import x_from_eps
 from minicfg.generate import class_labels, generate
 from minicfg.guidance_variants import INTERVAL_EDM2, lam_from_ve_sigma, rescale_eps
 from minicfg.sweep import read_csv, sweep, write_csv
+from minicfg.sweep_plots import frontier_figure, seed_spread
 
 DT = torch.float64
 MIX = toy.three_gaussians(dtype=DT)
@@ -195,6 +196,8 @@ def test_a_sweep_of_a_variant_keeps_its_guidance_and_options(tmp_path):
     assert again[0]["fid"] == rows[1]["fid"]  # read back, not sampled again
     other = sweep(model, [1.0], **quiet, guidance="interval", options={"lam_low": -3.0, "lam_high": 2.0})
     assert len(read_csv(csv_path)) == 3 and other[0]["options"] == "lam_high=2 lam_low=-3"
+    (default,) = sweep(model, [1.0], **quiet, guidance="rescale")
+    assert default["options"] == "phi=0.7 space=x"  # the defaults that were run are recorded too
     with pytest.raises(ValueError, match="does not take"):
         sweep(model, [1.0], **quiet, guidance="rescale", options={"lam_low": 1.0})
 
@@ -222,3 +225,37 @@ def test_cli_samples_and_sweeps_with_a_variant(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["sample", "--guidance", "cfg", "--phi", "0.5", "--out", str(out)])
     assert "option 'phi' is taken neither by guidance 'cfg'" in capsys.readouterr().err
+
+
+# -- the frontier figure and the seed spread -----------------------------------------------------
+def _row(guidance_name, w_value, seed=1, accuracy=0.9, recall=0.8, fid=5.0, options=""):
+    return {"label": "m", "guidance": guidance_name, "options": options, "sampler": "ancestral", "n_steps": 50,
+            "n": 1000, "seed": seed, "w": w_value, "accuracy": accuracy, "recall": recall, "fid": fid}
+
+
+def test_seed_spread_is_the_mean_std_over_seeds_with_fid_relative():
+    rows = [_row("cfg", 0.1, s, accuracy=a, recall=r, fid=f)
+            for s, a, r, f in ((1, 0.96, 0.85, 4.0), (2, 0.98, 0.86, 5.0), (3, 0.97, 0.84, 6.0))]
+    rows += [_row("cfg", 1.0, s, accuracy=1.0, recall=0.7, fid=f) for s, f in ((1, 18.0), (2, 22.0))]
+    rows += [_row("interval", 1.0)]  # one seed only: not a spread
+    spread = seed_spread(rows)
+    assert spread["settings"] == 2
+    assert spread["accuracy"] == pytest.approx(np.std([0.96, 0.98, 0.97], ddof=1) / 2)
+    assert spread["recall"] == pytest.approx((np.std([0.85, 0.86, 0.84], ddof=1) + 0) / 2)
+    assert spread["fid_rel"] == pytest.approx((1.0 / 5.0 + np.std([18.0, 22.0], ddof=1) / 20.0) / 2)
+    with pytest.raises(ValueError, match="two or more seeds"):
+        seed_spread([_row("cfg", 0.1)])
+
+
+def test_frontier_figure_draws_each_method_in_order_with_error_bars():
+    rows = [_row("cfg", w_value, fid=4 + w_value) for w_value in (0, 1, 2)]
+    rows += [_row("autoguidance", w_value, fid=3 + w_value, options="weak=net:ab") for w_value in (1, 2)]
+    spread = {"accuracy": 0.01, "recall": 0.01, "fid_rel": 0.1}
+    fig = frontier_figure(rows, names={("cfg", ""): "CFG"}, spread=spread)
+    fidelity, diversity = fig.axes
+    labels = [t.get_text() for t in fidelity.get_legend().get_texts()]
+    assert labels == ["CFG", "guidance = autoguidance, options = weak=net:ab"]
+    assert len(fidelity.collections) >= 4  # x and y error bars of both curves
+    assert fidelity.get_xlabel().startswith("accuracy") and diversity.get_xlabel().startswith("recall")
+    plain = frontier_figure(rows)
+    assert not plain.axes[0].collections  # no spread given, no error bars
