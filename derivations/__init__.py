@@ -14,15 +14,17 @@ display). Paper equations refer to Ho & Salimans 2022, "Classifier-Free Diffusio
   log-SNRs.
 - :mod:`derivations.predictions`: v-prediction and EDM preconditioning as eps, their squared-error
   factors, and Min-SNR-gamma as one weighting in every space.
+- :mod:`derivations.elbo`: the variational bound as a uniform integral over lam of the eps error, and for a
+  Gaussian class the integrated error as its negative log-likelihood (the zero-shot classifier, ``minicfg.zero_shot``).
 - :mod:`derivations.guidance`: classifier guidance (Eq. 4), the implicit classifier, CFG (Eq. 6) as
   classifier guidance, and the w + 1 shift.
 
 This package imports neither torch nor minicfg; ``tests/test_derivations.py`` ties the two together.
 """
 
-from . import forward, guidance, posterior, predictions, schedules, score
+from . import elbo, forward, guidance, posterior, predictions, schedules, score
 
-__all__ = ["forward", "posterior", "score", "schedules", "guidance", "predictions", "DERIVATIONS", "run_all"]
+__all__ = ["forward", "posterior", "score", "schedules", "guidance", "predictions", "elbo", "DERIVATIONS", "run_all"]
 
 #: every derivation, by name; each asserts its identity when called
 DERIVATIONS = {
@@ -43,6 +45,8 @@ DERIVATIONS = {
     "v_prediction": predictions.derive_v_prediction,
     "edm_preconditioning": predictions.derive_edm_preconditioning,
     "min_snr_weight": predictions.derive_min_snr_weight,
+    "elbo_in_lam": elbo.derive_elbo_in_lam,
+    "gaussian_class_error": elbo.derive_gaussian_class_error,
 }
 
 

@@ -16,9 +16,9 @@ bound is exact: half the integrated expected error is ``-log N(x; mu_c, s_c^2 I)
 The estimate. For each image, ``n_noise`` pairs ``(lam_k, eps_k)`` are drawn once and shared by all classes, so
 the noise that is common to every class cancels from the comparison (the argmin sees only how the predictions
 differ, not how lucky the draws were). The pairs are drawn per image from a generator seeded by ``(seed,
-image index)``: an image's errors do not depend on which other images are classified with it, nor on
-``batch_size``. The log-SNRs are stratified: ``u_k = (k + r_k) / K`` with ``r_k ~ U[0, 1)``, mapped to lam by
-the weighting's schedule, and each draw counts equally. The weightings (:data:`ERROR_WEIGHTINGS`):
+index of the image)``, so the errors do not depend on ``batch_size`` or on how the work is split. The
+log-SNRs are stratified: ``u_k = (k + r_k) / K`` with ``r_k ~ U[0, 1)``, mapped to lam by the weighting's
+schedule, and each draw counts equally. The weightings (:data:`ERROR_WEIGHTINGS`):
 
 - ``"training"`` (default): lam from the cosine schedule, the density the model was trained with, so the error
   is the model's own training loss for that label. This is Li et al.'s choice (``t`` uniform, equal weights:
