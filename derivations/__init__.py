@@ -14,6 +14,8 @@ display). Paper equations refer to Ho & Salimans 2022, "Classifier-Free Diffusio
   log-SNRs.
 - :mod:`derivations.predictions`: v-prediction and EDM preconditioning as eps, their squared-error
   factors, and Min-SNR-gamma as one weighting in every space.
+- :mod:`derivations.elbo`: the variational bound as a uniform integral over lam of the eps error, and for a
+  Gaussian class the integrated error as its negative log-likelihood (the zero-shot classifier, ``minicfg.zero_shot``).
 - :mod:`derivations.guidance`: classifier guidance (Eq. 4), the implicit classifier, CFG (Eq. 6) as
   classifier guidance, and the w + 1 shift.
 - :mod:`derivations.guidance_variants`: EDM noise levels as log-SNRs (guidance intervals), rescaled CFG's eps,
@@ -22,10 +24,10 @@ display). Paper equations refer to Ho & Salimans 2022, "Classifier-Free Diffusio
 This package imports neither torch nor minicfg; ``tests/test_derivations.py`` ties the two together.
 """
 
-from . import forward, guidance, guidance_variants, posterior, predictions, schedules, score
+from . import elbo, forward, guidance, guidance_variants, posterior, predictions, schedules, score
 
-__all__ = ["forward", "posterior", "score", "schedules", "guidance", "guidance_variants", "predictions", "DERIVATIONS",
-           "run_all"]
+__all__ = ["forward", "posterior", "score", "schedules", "guidance", "guidance_variants", "predictions", "elbo",
+           "DERIVATIONS", "run_all"]
 
 #: every derivation, by name; each asserts its identity when called
 DERIVATIONS = {
@@ -49,6 +51,8 @@ DERIVATIONS = {
     "ve_sigma": guidance_variants.derive_ve_sigma,
     "rescale_eps": guidance_variants.derive_rescale_eps,
     "autoguidance": guidance_variants.derive_autoguidance,
+    "elbo_in_lam": elbo.derive_elbo_in_lam,
+    "gaussian_class_error": elbo.derive_gaussian_class_error,
 }
 
 

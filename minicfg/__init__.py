@@ -16,6 +16,7 @@ Modules, from the bottom layer up (``docs/architecture.md`` has the whole plan):
 - ``sample_files``: samples written as grid figures, PNG and NPZ files (``minicfg sample``).
 - ``evaluator``: the clean-image evaluation classifier's training.
 - ``metrics``: accuracy, classifier FID, inception score, precision and recall on its features.
+- ``zero_shot``: the CFG model as a zero-shot classifier (lowest eps-prediction error; ``minicfg classify``).
 - ``sweep``, ``sweep_plots``: the paper's w trade-off experiment, resumable, and its figures.
 - ``checks``: the autograder checks of the notebooks' exercises; ``assignments``: the nbgrader course around them.
 - ``cli``: the ``minicfg`` command line.

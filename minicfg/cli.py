@@ -123,6 +123,13 @@ def _cmd_evaluate(args) -> None:
                           disk_cache=args.cache_reference, dataset=args.dataset))
 
 
+def _cmd_classify(args) -> None:
+    from .zero_shot import classify_report
+
+    print(classify_report(args.images, checkpoint=args.checkpoint, dataset=args.dataset, n_noise=args.n_noise,
+                          seed=args.seed, weighting=args.weighting, out=args.out, progress=not args.no_progress))
+
+
 def _cmd_sweep(args) -> None:
     from .sweep import run_sweep
 
@@ -240,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     diffusion = [name for name, o in objectives.items() if o.arch == "unet"]  # what `minicfg train` trains
     parser = argparse.ArgumentParser(
         prog="minicfg",
-        description="Diffusion guidance on small data: download data, train, sample, evaluate; course assignments.",
+        description="Diffusion guidance on small data: download data, train, sample, evaluate, classify; course "
+        "assignments.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -305,6 +313,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-reference", action="store_true",
                    help="keep the reference features under $MINICFG_DATA/minicfg-cache for later runs")
     p.set_defaults(func=_cmd_evaluate)
+
+    from .zero_shot import DEFAULT_WEIGHTING, ERROR_WEIGHTINGS
+
+    p = sub.add_parser("classify", help="classify images with the diffusion model itself (zero-shot, no classifier)",
+                       description="For every image and class, the model's eps-prediction error averaged over K "
+                       "(lam, eps) draws shared by all classes; the predicted class is the one of lowest error (Bayes "
+                       "with a uniform prior on the variational bound; Li et al. 2023, Clark & Jaini 2023). Prints "
+                       "the accuracy when the file has labels. See minicfg.zero_shot and docs/zero_shot.md.")
+    p.add_argument("images", help="NPZ with images (uint8 N x C x H x W) and optionally labels, e.g. from "
+                   "`minicfg sample --out FILE.npz`")
+    _add_dataset(p, datasets)
+    p.add_argument("--checkpoint", default=None, help="weights file or training folder (default: the shipped model)")
+    p.add_argument("--n-noise", type=_positive_int, default=16,
+                   help="(lam, eps) draws per image, shared by the classes (default 16; cost is N x classes x K "
+                   "network evaluations)")
+    p.add_argument("--weighting", choices=list(ERROR_WEIGHTINGS), default=DEFAULT_WEIGHTING,
+                   help="training: lam from the training (cosine) density; elbo: lam uniform, the variational bound "
+                   f"(default {DEFAULT_WEIGHTING})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the (lam, eps) draws (default 0)")
+    p.add_argument("--out", default=None, help="CSV file for each image's label, prediction and class errors")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_classify)
 
     p = sub.add_parser("sweep", help="sample and score at several w (and steps): CSV and trade-off figures",
                        description="The paper's trade-off experiment (its Sec. 4, Figs. 4-5): for every w and number "

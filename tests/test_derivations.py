@@ -15,8 +15,9 @@ import sympy as sp
 import torch
 
 import derivations
-from derivations import forward, guidance, posterior, schedules, score
+from derivations import elbo, forward, guidance, posterior, schedules, score
 from derivations.symbols import (
+    alpha,
     eps,
     eps_c,
     eps_u,
@@ -220,6 +221,34 @@ def test_guidance_identities_hold_in_the_library():
     _close(G.cfg(ec, eu, w_t), G.classifier_guided_eps(ec, implicit, s_t, w_t))
     eps_cond = eu - s_t * g_t  # Bayes, in eps units (derivations.guidance.derive_guidance_shift)
     _close(G.classifier_guided_eps(eu, g_t, s_t, w_t + 1), G.classifier_guided_eps(eps_cond, g_t, s_t, w_t))
+
+
+def test_gaussian_class_error_matches_the_exact_eps_of_the_toy():
+    """derivations.elbo: the derived E[eps | z] is the toy's exact eps, and its expected squared error the mean of
+    (eps - eps*)^2 over many draws of eps at fixed x (the basis of the zero-shot classifier's ground-truth test)."""
+    from minicfg import toy
+
+    d = elbo.derive_gaussian_class_error()
+    named = {str(s): s for s in d["expected_error"].free_symbols | d["eps_star"].free_symbols}
+    mu_, s_ = 0.3, 0.6
+    mixture = toy.GaussianMixture(torch.tensor([[mu_]], dtype=torch.float64),
+                                  torch.tensor([[[s_**2]]], dtype=torch.float64), torch.ones(1, dtype=torch.float64))
+    lam_t, z_t = _uniform(-12, 12, 40), _normal(41) * 1.5
+    alpha_t, sigma_t = S.alpha_sigma(lam_t)
+    star = d["eps_star"].subs({named[r"\mu"]: mu_, named["s"]: s_})
+    exact = mixture.eps(z_t[:, None], lam_t, torch.zeros(N, dtype=torch.long))[:, 0]
+    _close(_f(star, z, alpha, sigma)(z_t, alpha_t, sigma_t), exact)
+
+    x_t = torch.tensor(0.9, dtype=torch.float64)
+    expected = d["expected_error"].subs({named[r"\mu"]: mu_, named["s"]: s_, named["x"]: 0.9})
+    noise = torch.randn(200_000, generator=torch.Generator().manual_seed(42), dtype=torch.float64)
+    for lam_value in (-4.0, 0.0, 3.0):
+        lam_b = torch.full((len(noise),), lam_value, dtype=torch.float64)
+        a, s = S.alpha_sigma(lam_b)
+        z_b = (a * x_t + s * noise)[:, None]
+        mc = (noise - mixture.eps(z_b, lam_b, torch.zeros(len(noise), dtype=torch.long))[:, 0]).pow(2).mean()
+        a0, s0 = (float(t) for t in S.alpha_sigma(torch.tensor(lam_value, dtype=torch.float64)))
+        assert abs(float(mc) - float(expected.subs({alpha: a0, sigma: s0}))) < 0.01
 
 
 def test_ties_detect_wrong_formulas():
