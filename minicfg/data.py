@@ -184,7 +184,12 @@ class Dataset:
         class_names: one name per class, for titles and legends.
         weights: shipped weights by role ("model", "paper_model", "noisy_classifier", "evaluator"), file names inside
             ``minicfg/weights/``; a role without shipped weights is absent.
-        preset: the training preset of ``minicfg.train.PRESETS`` that the diffusion model trains with.
+        preset: the training preset of ``minicfg.train.PRESETS`` that the diffusion model trains with
+            (``minicfg train``'s default for this data set).
+        evaluator_preset: the preset of its evaluation classifier (``minicfg train-evaluator``'s default).
+        hflip: whether training flips images left-right at random (half of them, drawn from the seed and the
+            epoch, so a resumed run flips the same images): true where a mirrored image is as real as the
+            original (photos), false where it is not (digits).
         subset: file name inside ``minicfg/subsets/`` of the small shipped subset that smoke mode uses
             when the full data set is absent, or None.
     """
@@ -197,6 +202,8 @@ class Dataset:
     class_names: tuple[str, ...]
     weights: dict[str, str] = field(default_factory=dict)
     preset: str = "default"
+    evaluator_preset: str = "evaluator"
+    hflip: bool = False
     subset: str | None = None
 
     def __post_init__(self):
@@ -231,12 +238,13 @@ register_dataset(Dataset(
     class_names=tuple(str(d) for d in range(10)),
     weights={"model": "mnist.safetensors", "paper_model": "mnist_eps.safetensors",
              "noisy_classifier": "mnist_noisy_classifier.safetensors", "evaluator": "mnist_evaluator.safetensors"},
-    preset="default", subset="mnist.npz",
+    preset="default", evaluator_preset="evaluator", hflip=False, subset="mnist.npz",
 ))
 register_dataset(Dataset(
     name="cifar10", image_shape=(3, 32, 32), num_classes=10, reader=_read_cifar10,
     looked_for="cifar-10-batches-py/data_batch_1..5 and test_batch",
     class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    preset="cifar10", evaluator_preset="cifar10_evaluator", hflip=True,
 ))
 
 

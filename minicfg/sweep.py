@@ -181,8 +181,9 @@ def paper_results(table: int | None = None) -> list[dict]:
 
 def run_sweep(out, ws, checkpoint=None, dataset: str = "mnist", n_per_class: int = 100, n_steps=(50,),
               sampler: str = DEFAULT_SAMPLER, seed: int = 1, label: str | None = None, by=None, paper: int | None = 1,
-              progress: bool = False) -> str:
+              progress: bool = False, device=None) -> str:
     """``minicfg sweep``: :func:`sweep` a checkpoint into ``OUT/sweep.csv``, then draw every row of that file.
+    The model and the evaluator run on ``device`` (None: the best available, :func:`minicfg.devices.pick_device`).
 
     Returns a one-line summary naming the best point and the files written.
     """
@@ -191,11 +192,16 @@ def run_sweep(out, ws, checkpoint=None, dataset: str = "mnist", n_per_class: int
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model, meta = load_model(checkpoint, dataset=dataset)
+    from .devices import pick_device
+    from .evaluator import load_evaluator
+
+    device = pick_device(device)
+    model, meta = load_model(checkpoint, dataset=dataset, device=device)
+    evaluator, _ = load_evaluator(None, dataset=dataset, device=device)
     label = label or (str(checkpoint) if checkpoint else f"shipped {dataset}")
     csv_path = out / "sweep.csv"
     rows = sweep(model, ws, n_per_class=n_per_class, n_steps=list(n_steps), sampler=sampler, seed=seed, label=label,
-                 meta=meta, csv_path=csv_path, progress=progress, dataset=dataset)
+                 meta=meta, csv_path=csv_path, progress=progress, dataset=dataset, evaluator=evaluator)
     every = read_csv(csv_path)  # this sweep and any earlier ones written to the same folder
     figures = save_sweep_figures(every, out, by=by, paper=None if paper is None else paper_results(paper),
                                  is_max=model.config.num_classes)
