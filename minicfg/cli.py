@@ -75,7 +75,9 @@ def _command_line(args) -> str:
     import os
 
     threads = os.environ.get("OMP_NUM_THREADS")
-    return (f"OMP_NUM_THREADS={threads} " if threads else "") + "minicfg " + shlex.join(
+    per_node = os.environ.get("LOCAL_WORLD_SIZE") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    launcher = f"torchrun --nproc_per_node {per_node} -m " if per_node else ""
+    return (f"OMP_NUM_THREADS={threads} " if threads else "") + launcher + "minicfg " + shlex.join(
         sys.argv[1:] if args.argv is None else args.argv)
 
 
