@@ -19,18 +19,22 @@ from pathlib import Path
 
 from minicfg.checkpoint import load_model
 from minicfg.evaluator import cpu_name
+from minicfg.guidance import DEFAULT_GUIDANCE, GUIDANCE
+from minicfg.guidance_variants import autoguidance, interval_guidance, rescale_guidance
 from minicfg.sweep import read_csv, sweep
 from minicfg.sweep_plots import frontier_figure, seed_spread
 
 LABEL = "default v (6,000 steps)"  # the label of docs/sweeps/shipped, so plain CFG's rows are shared
+NAME = {fn: name for name, fn in GUIDANCE.items()}  # registry names, spelled only in the registry
+INTERVAL, RESCALE, AUTO = NAME[interval_guidance], NAME[rescale_guidance], NAME[autoguidance]
 #: (guidance, options, ws, seed): plain CFG, the three variants at their defaults, and the seed repeats
 PLAN = [
-    ("cfg", {}, [0, 0.1, 0.3, 0.5, 1, 2, 4], 1),
-    ("interval", {}, [0.3, 1, 2, 4, 8], 1),
-    ("rescale", {}, [0.1, 0.3, 1, 2, 4], 1),
-    ("autoguidance", {"weak": "shipped"}, [0.3, 1, 2, 4], 1),
-    ("cfg", {}, [0.1, 0.5, 2], 2),
-    ("cfg", {}, [0.1, 0.5, 2], 3),
+    (DEFAULT_GUIDANCE, {}, [0, 0.1, 0.3, 0.5, 1, 2, 4], 1),
+    (INTERVAL, {}, [0.3, 1, 2, 4, 8], 1),
+    (RESCALE, {}, [0.1, 0.3, 1, 2, 4], 1),
+    (AUTO, {"weak": "shipped"}, [0.3, 1, 2, 4], 1),
+    (DEFAULT_GUIDANCE, {}, [0.1, 0.5, 2], 2),
+    (DEFAULT_GUIDANCE, {}, [0.1, 0.5, 2], 3),
 ]
 
 
@@ -45,7 +49,7 @@ def main() -> None:
     model, meta = load_model()
     plan = list(PLAN)
     if args.weak_same_size:
-        plan.append(("autoguidance", {"weak": args.weak_same_size}, [0.3, 1, 2], 1))
+        plan.append((AUTO, {"weak": args.weak_same_size}, [0.3, 1, 2], 1))
     print(f"CPU: {cpu_name()}")
     for guidance, options, ws, seed in plan:
         options = {k: load_model(None if v == "shipped" else v, role="weak_model")[0] if k == "weak" else v

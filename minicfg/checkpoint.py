@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
+from .devices import pick_device
 from .nets import build_model
 
 __all__ = [
@@ -38,7 +39,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 #: objective (eps-prediction, Alg. 1), kept beside the default "model" for comparison; "weak_model" is the smaller,
 #: shorter-trained diffusion model that autoguidance guides the main one with
 ROLES = {"model": ("unet",), "paper_model": ("unet",), "weak_model": ("unet",),
-         "noisy_classifier": ("noisy_classifier",), "evaluator": ("evaluator", "mnist-evaluator")}
+         "noisy_classifier": ("noisy_classifier",), "evaluator": ("evaluator", "mnist-evaluator", "cifar_evaluator")}
 
 
 class CheckpointError(ValueError):
@@ -141,7 +142,7 @@ def fingerprint(weights: dict[str, torch.Tensor] | torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_model(path=None, dataset: str = "mnist", role: str = "model") -> tuple[torch.nn.Module, dict]:
+def load_model(path=None, dataset: str = "mnist", role: str = "model", device="cpu") -> tuple[torch.nn.Module, dict]:
     """The one way every saved network is read: build it from its stored config and load its weights.
 
     ``path`` may be a weights file, a training checkpoint (its EMA weights are used), a training folder,
@@ -150,6 +151,10 @@ def load_model(path=None, dataset: str = "mnist", role: str = "model") -> tuple[
     the metrics). A file made for another role is refused with a message that says what it is. Files
     are read once per process (and again only when they change); every call returns a fresh network in
     eval mode, with ``.fingerprint``, a short hash of its weights. Returns (network, metadata).
+
+    ``device`` is where the network is put: "cpu" by default, because a caller that gets a bare network feeds
+    it tensors of its own (the notebooks' are on the CPU); pass None or "auto" for the best available one
+    (:func:`minicfg.devices.pick_device`), as the commands do.
     """
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; choose one of {sorted(ROLES)}")
@@ -195,4 +200,4 @@ def load_model(path=None, dataset: str = "mnist", role: str = "model") -> tuple[
     model.load_state_dict(state)
     model.fingerprint = fp
     # channels_last convolutions are about 1.7x faster on CPU (docs/speed.md)
-    return model.to(memory_format=torch.channels_last).eval(), meta
+    return model.to(pick_device(device), memory_format=torch.channels_last).eval(), meta

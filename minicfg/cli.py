@@ -75,7 +75,9 @@ def _command_line(args) -> str:
     import os
 
     threads = os.environ.get("OMP_NUM_THREADS")
-    return (f"OMP_NUM_THREADS={threads} " if threads else "") + "minicfg " + shlex.join(
+    per_node = os.environ.get("LOCAL_WORLD_SIZE") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    launcher = f"torchrun --nproc_per_node {per_node} -m " if per_node else ""
+    return (f"OMP_NUM_THREADS={threads} " if threads else "") + launcher + "minicfg " + shlex.join(
         sys.argv[1:] if args.argv is None else args.argv)
 
 
@@ -87,17 +89,30 @@ def _cmd_download(args) -> None:
 
 
 def _cmd_train(args) -> None:
+    from .data import get_dataset
+    from .distributed import teardown
     from .train import OBJECTIVES, recipe_from, train, training_preview
 
-    recipe = recipe_from(args.preset, args.dataset, minutes=args.minutes, train_steps=args.train_steps,
+    preset = args.preset or getattr(get_dataset(args.dataset), args.preset_field)
+    if preset not in args.preset_choices:
+        raise ValueError(f"the {args.dataset} record names preset {preset!r}, which `minicfg {args.command}` does not "
+                         f"train; pass --preset with one of {args.preset_choices}")
+    recipe = recipe_from(preset, args.dataset, minutes=args.minutes, train_steps=args.train_steps,
                          p_uncond=args.p_uncond, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
                          bf16=args.bf16 or None, checkpoint_every_s=args.checkpoint_every, objective=args.objective,
-                         weighting=args.weighting, density=args.lam_density)
+                         weighting=args.weighting, density=args.lam_density, log_every=args.log_every)
     t = time.perf_counter()
-    trainer = train(recipe, args.out, resume=args.resume, progress=not args.no_progress, command=_command_line(args),
-                    on_sample=None if args.no_preview else training_preview)
+    try:
+        trainer = train(recipe, args.out, resume=args.resume, progress=not args.no_progress,
+                        command=_command_line(args), on_sample=None if args.no_preview else training_preview,
+                        device=args.device)
+    finally:
+        teardown()
+    if trainer.rank != 0:
+        return
     ema = Path(args.out) / "ema.safetensors"
-    print(f"trained {trainer.step} steps in {time.perf_counter() - t:.0f} s; EMA weights: {ema}; "
+    where = f"on {trainer.device}" + (f" x {trainer.world} processes" if trainer.world > 1 else "")
+    print(f"trained {trainer.step} steps in {time.perf_counter() - t:.0f} s {where}; EMA weights: {ema}; "
           + OBJECTIVES[recipe.objective].next_step.format(ema=ema))
 
 
@@ -112,14 +127,16 @@ def _cmd_sample(args) -> None:
     options = {**dict(args.option), **_guidance_options(args)}
     out, n = sample_to_file(args.out, args.w, checkpoint=args.checkpoint, dataset=args.dataset,
                             n_per_class=args.n_per_class, seed=args.seed, n_steps=args.n_steps, sampler=args.sampler,
-                            guidance=args.guidance, progress=not args.no_progress, **options)
+                            guidance=args.guidance, progress=not args.no_progress, device=args.device, **options)
     print(f"wrote {n} samples ({len(args.w)} values of w) to {out}")
 
 
 def _cmd_evaluate(args) -> None:
+    from .evaluator import load_evaluator
     from .metrics import evaluate_report
 
-    print(evaluate_report(args.samples, reference=args.reference, evaluator=args.evaluator, k=args.k,
+    evaluator, _ = load_evaluator(args.evaluator, dataset=args.dataset, device=args.device)
+    print(evaluate_report(args.samples, reference=args.reference, evaluator=evaluator, k=args.k,
                           disk_cache=args.cache_reference, dataset=args.dataset))
 
 
@@ -136,7 +153,7 @@ def _cmd_sweep(args) -> None:
     print(run_sweep(args.out, args.w, checkpoint=args.checkpoint, dataset=args.dataset, n_per_class=args.n_per_class,
                     n_steps=args.n_steps, sampler=args.sampler, seed=args.seed, label=args.label, by=args.by,
                     paper=None if args.paper == "none" else int(args.paper), progress=not args.no_progress,
-                    guidance=args.guidance, **_guidance_options(args)))
+                    guidance=args.guidance, device=args.device, **_guidance_options(args)))
 
 
 def _cmd_assignments_source(args) -> None:
@@ -182,6 +199,11 @@ def _add_dataset(p, datasets) -> None:
     p.add_argument("--dataset", choices=list(datasets), default="mnist", help="data set (default mnist)")
 
 
+def _add_device(p) -> None:
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:INDEX or mps (default: the first available of "
+                   "cuda, mps and cpu)")
+
+
 def _add_sampler_choice(p, samplers) -> None:
     p.add_argument("--sampler", choices=list(samplers.SAMPLERS), default=samplers.DEFAULT_SAMPLER,
                    help="; ".join(f"{name}: {_first_line(fn)}" for name, fn in samplers.SAMPLERS.items())
@@ -222,14 +244,19 @@ def _add_guidance_options(p, guidance) -> None:
     p.set_defaults(guidance_flags=flags)
 
 
-def _add_train_options(p: argparse.ArgumentParser, presets: list[str], datasets) -> None:
+def _add_train_options(p: argparse.ArgumentParser, presets: list[str], datasets, preset_field: str | None) -> None:
     _add_dataset(p, datasets)
     p.add_argument("--out", required=True, help="folder for checkpoints, log and samples")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=_positive_float, help="train for about this many minutes")
     budget.add_argument("--train-steps", type=_positive_int, help="train for this many optimizer steps")
-    p.add_argument("--preset", choices=presets, default=presets[0],
-                   help="recipe (see minicfg.train.PRESETS): " + ", ".join(presets) + f" (default {presets[0]})")
+    default = (f"the data set's own: {', '.join(f'{getattr(r, preset_field)} for {n}' for n, r in datasets.items())}"
+               if preset_field else presets[0])
+    p.add_argument("--preset", choices=presets, default=None if preset_field else presets[0],
+                   help="recipe (see minicfg.train.PRESETS): " + ", ".join(presets) + f" (default {default})")
+    p.set_defaults(preset_field=preset_field, preset_choices=presets)
+    _add_device(p)
+    p.add_argument("--log-every", type=_positive_int, help="steps between rows of OUT/log.csv (default 50)")
     p.add_argument("--seed", type=int, help="random seed (default 0); a run is reproducible from its seed")
     p.add_argument("--batch-size", type=_positive_int, help="images per step (default 128)")
     p.add_argument("--lr", type=_positive_float, help="peak learning rate (default from the preset)")
@@ -241,6 +268,8 @@ def _add_train_options(p: argparse.ArgumentParser, presets: list[str], datasets)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .checkpoint import ROLES
+
     datasets, samplers, guidance, presets, objectives, TrainConfig = _registries()  # noqa: N806
     default = TrainConfig.objective
     by_objective = {name: [p for p, r in presets.items() if r.get("objective", default) == name] for name in objectives}
@@ -263,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "Checkpoints are written atomically to OUT/checkpoint.safetensors every minute and on "
                        "Ctrl-C; continue an interrupted run with --resume. The EMA weights end in "
                        "OUT/ema.safetensors, a preview grid in OUT/samples.png, the loss in OUT/log.csv.")
-    _add_train_options(p, [preset for name in diffusion for preset in by_objective[name]], datasets)
+    _add_train_options(p, [preset for name in diffusion for preset in by_objective[name]], datasets, "preset")
     from .predictions import DENSITIES, WEIGHTINGS
 
     p.add_argument("--objective", choices=diffusion, help="what the network predicts (default from the preset): "
@@ -274,16 +303,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-preview", action="store_true", help="do not write OUT/samples.png during training")
     p.set_defaults(func=_cmd_train)
 
-    for command, objective, help_, description in (
-        ("train-classifier", "noisy_classifier", "train the noisy classifier p(c | z_lam) for classifier guidance",
+    for command, objectives_, preset_field, help_, description in (
+        ("train-classifier", ["noisy_classifier"], None,
+         "train the noisy classifier p(c | z_lam) for classifier guidance",
          "Train a classifier of noised images at the log-SNRs the diffusion model sees (Dhariwal & Nichol 2021)"),
-        ("train-evaluator", "evaluator", "train the evaluation classifier used by `minicfg evaluate`",
+        ("train-evaluator", [n for n, o in objectives.items() if o.arch in ROLES["evaluator"]], "evaluator_preset",
+         "train the evaluation classifier used by `minicfg evaluate`",
          "Train the clean-image CNN whose features and softmax give the offline metrics (not the noisy guidance "
          "classifier); the measured test accuracy is written beside its weights, in OUT/ema.json"),
     ):
         p = sub.add_parser(command, help=help_, description=description + ", with the same checkpoints, --resume "
                            "and EMA as `minicfg train`. Its EMA weights end in OUT/ema.safetensors.")
-        _add_train_options(p, by_objective[objective], datasets)
+        _add_train_options(p, [preset for name in objectives_ for preset in by_objective[name]], datasets,
+                           preset_field)
         p.set_defaults(func=_cmd_train, p_uncond=None, no_preview=True, objective=None, weighting=None,
                        lam_density=None)
 
@@ -297,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-per-class", type=_positive_int, default=8, help="samples per class and w (default 8)")
     p.add_argument("--n-steps", type=_positive_int, default=50, help="sampling steps (default 50)")
     _add_sampling_options(p, samplers, guidance)
+    _add_device(p)
     p.add_argument("--out", required=True, help="FILE.png for a grid, FILE.npz for images/labels/w arrays")
     p.set_defaults(func=_cmd_sample, seed=0)
 
@@ -312,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=_positive_int, default=3, help="neighbours for precision/recall (default 3)")
     p.add_argument("--cache-reference", action="store_true",
                    help="keep the reference features under $MINICFG_DATA/minicfg-cache for later runs")
+    _add_device(p)
     p.set_defaults(func=_cmd_evaluate)
 
     from .zero_shot import DEFAULT_WEIGHTING, ERROR_WEIGHTINGS
@@ -360,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper", choices=["1", "2", "none"], default="1",
                    help="plot the paper's Table 1 (p_uncond, ImageNet 64) or 2 (steps, ImageNet 128) beside ours")
     p.add_argument("--out", required=True, help="folder for sweep.csv and the figures")
+    _add_device(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_sweep)
 

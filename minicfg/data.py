@@ -16,6 +16,7 @@ so adding a data set is one :func:`register_dataset` call. Data are read from th
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import sys
@@ -40,6 +41,9 @@ __all__ = [
     "available",
     "mnist",
     "cifar10",
+    "cifar10_verification",
+    "CIFAR10_CONTENT_SHA256",
+    "DataCorruptedError",
     "download",
     "write_subset",
 ]
@@ -72,10 +76,75 @@ def _read_mnist(root: Path, train: bool, download: bool) -> TensorDataset:
 
 _CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
+#: SHA-256 of the official CIFAR-10 arrays, decoded from the python batches and concatenated in batch order as
+#: C-contiguous uint8 bytes (pixels N x 3072, labels N): what a re-pickled copy (different file MD5s, same
+#: content, e.g. an offline mirror) is checked against.
+CIFAR10_CONTENT_SHA256 = {
+    "train": {"data": "9d5c2eddadb0deff02c14c350c0385aab7b1d5ff1edfeb4997c8dc8644960111",
+              "labels": "2b7cd2f24487317614016b72ffd53071c3062f592f0eb300c18a770d41ae1253"},
+    "test": {"data": "177777c33ba79825320efa646ad04a94bdc3c80e4ebe3bd21724f8cdfd4b9d56",
+             "labels": "cec8a24a1e92aa2ecaa0bbd3dbfa86bf6cd8759fbd209a832824c8cf0afca9d5"},
+}
+
+
+class DataCorruptedError(RuntimeError):
+    """Files of a data set are present but hold other content than the official release."""
+
+
+def _official_cifar10_md5s() -> dict[str, str]:
+    """File name -> MD5 of the official python batches, from torchvision's own list (what it checks)."""
+    from torchvision.datasets import CIFAR10
+
+    return dict(CIFAR10.train_list + CIFAR10.test_list)
+
+
+#: (folder, split, (name, size, mtime) of its files) -> how the split was verified; so a process checks once
+_CIFAR_VERIFIED: dict[tuple, str] = {}
+
+
+def _cifar_key(folder: Path, split: str, names: list[str]) -> tuple:
+    stats = [(folder / n).stat() for n in names]
+    return (str(folder.resolve()), split, tuple((n, st.st_size, st.st_mtime_ns) for n, st in zip(names, stats,
+                                                                                                 strict=True)))
+
+
+def _cifar_batches(folder: Path, names: list[str]) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """The raw bytes of each batch file and its decoded pixels (N, 3072) and labels (N,), both uint8."""
+    raw, data, labels = [], [], []
+    for name in names:
+        blob = (folder / name).read_bytes()
+        raw.append(blob)
+        batch = pickle.loads(blob, encoding="bytes")  # the data set's official format: a pickle of plain arrays
+        data.append(np.asarray(batch[b"data"], dtype=np.uint8))
+        labels.append(np.asarray(batch[b"labels"], dtype=np.uint8))
+    return raw, np.ascontiguousarray(np.concatenate(data)), np.ascontiguousarray(np.concatenate(labels))
+
+
+def _verify_cifar10(folder: Path, split: str, raw: list[bytes], names: list[str], data: np.ndarray,
+                    labels: np.ndarray) -> str:
+    """"file MD5s" when every file is the official one, "content SHA-256" when the decoded arrays are the
+    official ones; else a DataCorruptedError naming what differed."""
+    official = _official_cifar10_md5s()
+    if all(hashlib.md5(blob).hexdigest() == official.get(name) for blob, name in zip(raw, names, strict=True)):
+        return "file MD5s"
+    wrong = []
+    for what, array in (("data", data), ("labels", labels)):
+        expected, got = CIFAR10_CONTENT_SHA256[split][what], hashlib.sha256(array.tobytes()).hexdigest()
+        if got != expected:
+            wrong.append(f"{split} {what} ({array.shape[0]:,} rows): SHA-256 {got}, expected {expected}")
+    if wrong:
+        raise DataCorruptedError(
+            f"CIFAR-10 not found or corrupted in {folder}: the files' MD5s differ from the official release and "
+            f"so does the decoded content: {'; '.join(wrong)}. Delete the folder and run `minicfg download "
+            f"--dataset cifar10` (needs internet), or point MINICFG_DATA at an intact copy."
+        )
+    return "content SHA-256"
+
 
 def _read_cifar10(root: Path, train: bool, download: bool) -> TensorDataset:
-    """The official python batches, read directly (a copy whose file checksums differ from torchvision's
-    list but whose arrays are intact still loads)."""
+    """The official python batches, verified once per process: by torchvision's file MD5s, or, for a copy that
+    was re-pickled (other MD5s, e.g. an offline mirror), by the SHA-256 of the decoded arrays
+    (:data:`CIFAR10_CONTENT_SHA256`). Other content raises :class:`DataCorruptedError`."""
     folder = root / "cifar-10-batches-py"
     if download and not all((folder / n).is_file() for n in _CIFAR_FILES):
         from torchvision.datasets import CIFAR10
@@ -83,14 +152,21 @@ def _read_cifar10(root: Path, train: bool, download: bool) -> TensorDataset:
         CIFAR10(str(root), train=train, download=True)
     if not all((folder / n).is_file() for n in _CIFAR_FILES):
         raise RuntimeError(f"CIFAR-10 batches missing from {folder}")
-    data, labels = [], []
-    for name in _CIFAR_FILES[:5] if train else _CIFAR_FILES[5:]:
-        with open(folder / name, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")  # the data set's official format: a pickle of plain arrays
-        data.append(np.asarray(batch[b"data"], dtype=np.uint8))
-        labels.extend(batch[b"labels"])
-    images = torch.from_numpy(np.concatenate(data).reshape(-1, 3, 32, 32))
-    return TensorDataset(_to_unit_range(images), torch.tensor(labels, dtype=torch.int64))
+    split, names = ("train", _CIFAR_FILES[:5]) if train else ("test", _CIFAR_FILES[5:])
+    key = _cifar_key(folder, split, names)
+    raw, data, labels = _cifar_batches(folder, names)
+    if key not in _CIFAR_VERIFIED:
+        _CIFAR_VERIFIED[key] = _verify_cifar10(folder, split, raw, names, data, labels)
+    images = torch.from_numpy(data.reshape(-1, 3, 32, 32))
+    return TensorDataset(_to_unit_range(images), torch.from_numpy(labels).long())
+
+
+def cifar10_verification(train: bool = True, root=None) -> str:
+    """How the CIFAR-10 split in the data folder was accepted: "file MD5s" (the official files) or "content
+    SHA-256" (a re-pickled copy with the official arrays); reads and verifies it if this process has not yet."""
+    _read_cifar10(data_root(root), train, False)
+    split, names = ("train", _CIFAR_FILES[:5]) if train else ("test", _CIFAR_FILES[5:])
+    return _CIFAR_VERIFIED[_cifar_key(data_root(root) / "cifar-10-batches-py", split, names)]
 
 
 # -- the registry ---------------------------------------------------------------------------------
@@ -108,7 +184,12 @@ class Dataset:
         class_names: one name per class, for titles and legends.
         weights: shipped weights by role ("model", "paper_model", "noisy_classifier", "evaluator"), file names inside
             ``minicfg/weights/``; a role without shipped weights is absent.
-        preset: the training preset of ``minicfg.train.PRESETS`` that the diffusion model trains with.
+        preset: the training preset of ``minicfg.train.PRESETS`` that the diffusion model trains with
+            (``minicfg train``'s default for this data set).
+        evaluator_preset: the preset of its evaluation classifier (``minicfg train-evaluator``'s default).
+        hflip: whether training flips images left-right at random (half of them, drawn from the seed and the
+            epoch, so a resumed run flips the same images): true where a mirrored image is as real as the
+            original (photos), false where it is not (digits).
         subset: file name inside ``minicfg/subsets/`` of the small shipped subset that smoke mode uses
             when the full data set is absent, or None.
     """
@@ -121,6 +202,8 @@ class Dataset:
     class_names: tuple[str, ...]
     weights: dict[str, str] = field(default_factory=dict)
     preset: str = "default"
+    evaluator_preset: str = "evaluator"
+    hflip: bool = False
     subset: str | None = None
 
     def __post_init__(self):
@@ -156,12 +239,13 @@ register_dataset(Dataset(
     weights={"model": "mnist.safetensors", "paper_model": "mnist_eps.safetensors",
              "weak_model": "mnist_weak.safetensors", "noisy_classifier": "mnist_noisy_classifier.safetensors",
              "evaluator": "mnist_evaluator.safetensors"},
-    preset="default", subset="mnist.npz",
+    preset="default", evaluator_preset="evaluator", hflip=False, subset="mnist.npz",
 ))
 register_dataset(Dataset(
     name="cifar10", image_shape=(3, 32, 32), num_classes=10, reader=_read_cifar10,
     looked_for="cifar-10-batches-py/data_batch_1..5 and test_batch",
     class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    preset="cifar10", evaluator_preset="cifar10_evaluator", hflip=True,
 ))
 
 
@@ -200,6 +284,8 @@ def _download(record: Dataset, root: Path, train: bool) -> TensorDataset:
     """Read a split through the reader with downloading allowed; a failure becomes the clear error with its reason."""
     try:
         return record.reader(root, train, True)
+    except DataCorruptedError:
+        raise
     except (RuntimeError, OSError) as err:
         raise _missing(record, root, f"the download failed: {_one_line(err)}") from err
 
@@ -215,6 +301,8 @@ def load(name: str | Dataset, train: bool = True, download: bool | None = None, 
     root = data_root(root)
     try:
         return record.reader(root, train, False)
+    except DataCorruptedError:
+        raise  # present but wrong: neither a subset nor a download should hide that
     except (RuntimeError, OSError):
         pass
     if is_smoke() and record.subset is not None:

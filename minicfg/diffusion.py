@@ -177,12 +177,14 @@ def classifier_loss(
     lam_min: float = -20.0,
     lam_max: float = 20.0,
     reduction: str = "mean",
+    rows: slice | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of a noisy classifier ``classifier(z_lam, lam) -> logits`` on ``z_lam ~ q(z_lam | x)``.
 
     ``lam`` is drawn from the cosine schedule like :func:`eps_loss`, so the classifier learns
     ``p(c | z_lam)`` at every noise level that guidance will ask it about (Dhariwal & Nichol 2021).
-    Labels must be real classes (no null label).
+    Labels must be real classes (no null label). ``rows`` (data-parallel training) classifies only those rows,
+    with the noise drawn for the whole batch.
     """
     if x.shape[0] != labels.shape[0] or labels.ndim != 1:
         raise ValueError(
@@ -191,6 +193,8 @@ def classifier_loss(
     u = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
     lam = log_snr_cosine(u, lam_min, lam_max)
     eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    if rows is not None:
+        x, lam, eps, labels = x[rows], lam[rows], eps[rows], labels[rows]
     logits = classifier(q_sample(x, lam, eps), lam)
     check_labels(labels, logits.shape[1], allow_null=False)
     return torch.nn.functional.cross_entropy(logits.float(), labels, reduction=reduction)
@@ -199,11 +203,15 @@ def classifier_loss(
 @torch.no_grad()
 def noisy_accuracy(classifier, x: torch.Tensor, labels: torch.Tensor, lams, generator=None) -> dict[float, float]:
     """Accuracy of a noisy classifier on ``z_lam = alpha x + sigma eps`` at each log-SNR in ``lams``, with the same
-    noise ``eps`` at every lam: ``{lam: fraction of argmax(classifier(z_lam, lam)) == labels}``."""
+    noise ``eps`` at every lam: ``{lam: fraction of argmax(classifier(z_lam, lam)) == labels}``. The noise is
+    drawn on the CPU and everything is moved to the classifier's device."""
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    params = classifier.parameters() if isinstance(classifier, torch.nn.Module) else iter(())
+    device = next(params, x).device
+    x, noise, labels = x.to(device), noise.to(device), labels.to(device)
     out = {}
     for lam in lams:
-        lam_t = torch.full((x.shape[0],), float(lam), dtype=x.dtype)
+        lam_t = torch.full((x.shape[0],), float(lam), dtype=x.dtype, device=device)
         hits = classifier(q_sample(x, lam_t, noise), lam_t).argmax(1) == labels
         out[float(lam)] = float(hits.double().mean())
     return out

@@ -29,15 +29,19 @@ from torch.nn import functional as F
 from .checkpoint import load_model
 from .nets import EvaluatorNet
 
-__all__ = ["load_evaluator", "test_accuracy", "random_affine", "evaluator_loss", "evaluator_report"]
+__all__ = ["load_evaluator", "test_accuracy", "random_affine", "evaluator_loss", "random_translate",
+           "cifar_evaluator_loss", "evaluator_report"]
 
 
 # -- training -------------------------------------------------------------------------------------
 def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 10.0, scale: float = 0.1,
-                  shift: float = 2.0) -> torch.Tensor:
-    """Per-image random rotation (+-degrees), scaling (1 +- scale) and shift (+-shift pixels); background -1."""
+                  shift: float = 2.0, rows: slice | None = None) -> torch.Tensor:
+    """Per-image random rotation (+-degrees), scaling (1 +- scale) and shift (+-shift pixels); background -1.
+    With ``rows``, the draws are made for the whole batch and only those rows are transformed and returned."""
+    u = torch.rand(x.shape[0], 4, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
+    if rows is not None:
+        x, u = x[rows], u[rows]
     n, _, height, width = x.shape
-    u = torch.rand(n, 4, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
     angle = u[:, 0] * math.radians(degrees)
     s = 1 + u[:, 1] * scale
     cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
@@ -50,10 +54,12 @@ def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Logits of ``images`` in [-1, 1], in batches, in eval mode (the model's mode is restored)."""
+    """Logits of ``images`` in [-1, 1] on the CPU, in batches on the model's device, in eval mode (the model's
+    mode is restored)."""
     was = model.training
     model.eval()
-    out = [model(images[i:i + batch_size].contiguous(memory_format=torch.channels_last))
+    device = next(model.parameters()).device
+    out = [model(images[i:i + batch_size].to(device).contiguous(memory_format=torch.channels_last)).cpu()
            for i in range(0, len(images), batch_size)]
     model.train(was)
     return torch.cat(out) if out else torch.empty(0, model.config.num_classes)
@@ -69,9 +75,33 @@ def test_accuracy(model: nn.Module, images: torch.Tensor | None = None, labels: 
     return float((predict_logits(model, images).argmax(1) == labels).float().mean())
 
 
-def evaluator_loss(model, x, labels, recipe, num_classes, generator) -> torch.Tensor:
+def evaluator_loss(model, x, labels, recipe, num_classes, generator, rows: slice | None = None) -> torch.Tensor:
     """The evaluator's training objective: cross-entropy on lightly augmented clean images (:func:`random_affine`)."""
-    return F.cross_entropy(model(random_affine(x, generator)), labels)
+    return F.cross_entropy(model(random_affine(x, generator, rows=rows)), labels if rows is None else labels[rows])
+
+
+def random_translate(x: torch.Tensor, generator: torch.Generator, shift: int = 2,
+                     rows: slice | None = None) -> torch.Tensor:
+    """Per-image random translation by up to ``shift`` pixels each way, the border reflected (a crop of the image
+    padded by reflection). With ``rows``, offsets are drawn for the whole batch and only those rows returned."""
+    offsets = torch.randint(0, 2 * shift + 1, (x.shape[0], 2), generator=generator, device=x.device)
+    if rows is not None:
+        x, offsets = x[rows], offsets[rows]
+    n, _, height, width = x.shape
+    padded = F.pad(x, (shift, shift, shift, shift), mode="reflect")
+    iy = offsets[:, :1] + torch.arange(height, device=x.device)  # (n, height)
+    ix = offsets[:, 1:] + torch.arange(width, device=x.device)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    # indexing (n, 1, 1), channels, (n, H, 1), (n, 1, W) puts the channel axis last: (n, H, W, C)
+    return padded[batch, :, iy[:, :, None], ix[:, None, :]].permute(0, 3, 1, 2).contiguous(
+        memory_format=torch.channels_last)
+
+
+def cifar_evaluator_loss(model, x, labels, recipe, num_classes, generator, rows: slice | None = None) -> torch.Tensor:
+    """The CIFAR-10 evaluator's objective: cross-entropy with label smoothing 0.2 on images translated by up to
+    2 pixels (:func:`random_translate`); the Trainer flips them (the data set record's ``hflip``)."""
+    logits = model(random_translate(x, generator, rows=rows))
+    return F.cross_entropy(logits.float(), labels if rows is None else labels[rows], label_smoothing=0.2)
 
 
 def evaluator_report(model, dataset: str) -> dict:
@@ -92,13 +122,14 @@ def cpu_name() -> str:
 
 
 # -- loading --------------------------------------------------------------------------------------
-def load_evaluator(path=None, dataset: str = "mnist") -> tuple[EvaluatorNet, dict]:
-    """The evaluator of ``dataset`` (the shipped one if ``path`` is None), frozen: (model in eval mode, metadata).
+def load_evaluator(path=None, dataset: str = "mnist", device=None) -> tuple[EvaluatorNet, dict]:
+    """The evaluator of ``dataset`` (the shipped one if ``path`` is None), frozen: (model in eval mode, metadata),
+    on ``device`` (None: the best available; the metrics move images to it and results back).
 
     Reads through :func:`minicfg.checkpoint.load_model` (role "evaluator"), so a missing, truncated or
     foreign file gives a :class:`~minicfg.checkpoint.CheckpointError` naming the problem.
     """
-    model, meta = load_model(path, dataset=dataset, role="evaluator")
+    model, meta = load_model(path, dataset=dataset, role="evaluator", device=device)
     for p in model.parameters():
         p.requires_grad_(False)
     return model, meta

@@ -122,11 +122,12 @@ def features_and_probs(images, evaluator=None, batch_size: int = 1000,
     x = as_images(images, _shape(model))
     was = model.training
     model.eval()
+    device = next(model.parameters()).device
     feats, probs = [], []
     for i in range(0, len(x), batch_size):
-        f = model.features(x[i:i + batch_size].contiguous(memory_format=torch.channels_last))
-        feats.append(f.float())
-        probs.append(torch.softmax(model.head(f).double(), dim=1))
+        f = model.features(x[i:i + batch_size].to(device).contiguous(memory_format=torch.channels_last))
+        feats.append(f.float().cpu())
+        probs.append(torch.softmax(model.head(f).double().cpu(), dim=1))
     model.train(was)
     if not feats:
         return torch.empty(0, model.config.feature_dim), torch.empty(0, model.config.num_classes, dtype=torch.float64)

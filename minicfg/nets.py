@@ -20,7 +20,7 @@ from .diffusion import expand_lam
 from .predictions import _check_sigma_data, get_prediction
 
 __all__ = ["UNetConfig", "UNet", "NoisyClassifierConfig", "NoisyClassifier", "EvaluatorConfig", "EvaluatorNet",
-           "lam_embedding", "build_model", "ARCHITECTURES"]
+           "CifarEvaluatorConfig", "CifarEvaluatorNet", "lam_embedding", "build_model", "ARCHITECTURES"]
 
 
 def lam_embedding(lam: torch.Tensor, dim: int, max_period: float = 1e3) -> torch.Tensor:
@@ -294,9 +294,67 @@ class EvaluatorNet(nn.Module):
         return self.head(self.drop(self.features(x)))
 
 
+@dataclass
+class CifarEvaluatorConfig(_ArchConfig):
+    """Architecture of :class:`CifarEvaluatorNet`, the evaluation classifier of 32x32 colour images."""
+
+    image_channels: int = 3
+    image_size: int = 32
+    num_classes: int = 10
+    stem: int = 32
+    channels: tuple[int, ...] = (64, 256, 256)
+    arch: str = field(default="cifar_evaluator", init=False)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.channels[-1]
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(self.channels) != 3 or min(self.channels) < 1 or self.stem < 1:
+            raise ValueError(f"need 3 positive channel widths and a positive stem, got {self.channels}, {self.stem}")
+        if self.image_size % 8:
+            raise ValueError(f"image_size must be divisible by 8 (three 2x poolings), got {self.image_size}")
+
+
+def _pool_block(c_in: int, c_out: int) -> nn.Sequential:
+    """conv, 2x max-pool, BN, GELU, conv, BN, GELU: one resolution of :class:`CifarEvaluatorNet`."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(c_out),
+                         nn.GELU(), nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                         nn.GELU())
+
+
+class CifarEvaluatorNet(nn.Module):
+    """Clean-image classifier for CIFAR-10's metrics: ``forward(x) -> logits``, ``features(x) -> (N, channels[-1])``.
+
+    A conv-BN-GELU stem, then three blocks of conv, 2x max-pool, BN, GELU, conv, BN, GELU (32 -> 16 -> 8 -> 4),
+    global max-pooling to the features, and a linear layer to the logits: the shape of the fast CIFAR-10 nets
+    of Keller Jordan's airbench, without its whitening initialisation. Trained with flips, 2-pixel translations
+    and label smoothing (``minicfg.evaluator.cifar_evaluator_loss``).
+    """
+
+    def __init__(self, config: CifarEvaluatorConfig | None = None):
+        super().__init__()
+        self.config = c = config or CifarEvaluatorConfig()
+        c1, c2, c3 = c.channels
+        self.body = nn.Sequential(
+            nn.Conv2d(c.image_channels, c.stem, 3, padding=1, bias=False), nn.BatchNorm2d(c.stem), nn.GELU(),
+            _pool_block(c.stem, c1), _pool_block(c1, c2), _pool_block(c2, c3),
+        )
+        self.head = nn.Linear(c3, c.num_classes, bias=False)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Globally max-pooled features of images in [-1, 1], shape (N, channels[-1])."""
+        return self.body(x).amax(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
 #: arch name (the ``arch`` field of every stored config) -> (config class, network class)
 ARCHITECTURES = {"unet": (UNetConfig, UNet), "noisy_classifier": (NoisyClassifierConfig, NoisyClassifier),
-                 "evaluator": (EvaluatorConfig, EvaluatorNet)}
+                 "evaluator": (EvaluatorConfig, EvaluatorNet),
+                 "cifar_evaluator": (CifarEvaluatorConfig, CifarEvaluatorNet)}
 _LEGACY_ARCH = {"mnist-evaluator": "evaluator"}  # the name in the configs of weights made before the registry
 
 

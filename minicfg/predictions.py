@@ -144,12 +144,13 @@ def _normal_lams(u, lam_min, lam_max, mean=2.4, std=2.4):
 DENSITIES: dict[str, object] = {"cosine": log_snr_cosine, "lognormal": _normal_lams}
 
 
-def sample_lams(density: str, n: int, lam_min: float, lam_max: float, generator=None, dtype=torch.float32):
-    """``n`` training log-SNRs drawn from ``density`` truncated to [lam_min, lam_max]."""
+def sample_lams(density: str, n: int, lam_min: float, lam_max: float, generator=None, dtype=torch.float32,
+                device=None):
+    """``n`` training log-SNRs drawn from ``density`` truncated to [lam_min, lam_max] (on ``device``)."""
     if density not in DENSITIES:
         raise ValueError(f"unknown lam density {density!r}; choose one of {sorted(DENSITIES)}")
     check_lam_range(lam_min, lam_max)
-    u = torch.rand(n, generator=generator, dtype=dtype)
+    u = torch.rand(n, generator=generator, dtype=dtype, device=device)
     return DENSITIES[density](u, lam_min, lam_max).clamp(lam_min, lam_max)
 
 
@@ -163,11 +164,13 @@ def loss_weight(weighting: str, lam: torch.Tensor, param: float | None = None) -
 
 def prediction_loss(model, x, labels, p_uncond: float, num_classes: int, generator=None, lam_min=-20.0,
                     lam_max=20.0, density: str = "cosine", weighting: str = "none",
-                    weighting_param: float | None = None) -> torch.Tensor:
+                    weighting_param: float | None = None, rows: slice | None = None) -> torch.Tensor:
     """The CFG training loss (paper Alg. 1: one net, labels dropped with ``p_uncond``) in the space of the
     model's own prediction: ``|raw - target|^2`` averaged over pixels, times ``loss_weight / eps_mse_factor``
     when a weighting is chosen. ``model.raw(z, lam, labels)`` is the network's output before ``to_eps``.
     With ``prediction="eps"``, ``density="cosine"`` and ``weighting="none"`` it is ``diffusion.eps_loss``.
+    ``rows`` (data-parallel training) evaluates the network on those rows of the batch only, averaging over
+    them; the random draws are still made for the whole batch, so every process draws the same numbers.
     """
     if x.shape[0] != labels.shape[0] or labels.ndim != 1:
         raise ValueError(
@@ -175,10 +178,12 @@ def prediction_loss(model, x, labels, p_uncond: float, num_classes: int, generat
         )
     pred = get_prediction(model.config.prediction)
     d = model.config.sigma_data
-    lam = sample_lams(density, x.shape[0], lam_min, lam_max, generator, x.dtype)
+    lam = sample_lams(density, x.shape[0], lam_min, lam_max, generator, x.dtype, x.device)
     eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    z = q_sample(x, lam, eps)
     labels = drop_labels(labels, p_uncond, num_classes, generator)
+    if rows is not None:
+        x, lam, eps, labels = x[rows], lam[rows], eps[rows], labels[rows]
+    z = q_sample(x, lam, eps)
     raw = model.raw(z, lam, labels)
     lam_b = expand_lam(lam, x)
     per_sample = (raw.float() - pred.target(x, eps, lam_b, d)).pow(2).flatten(1).mean(1)

@@ -88,7 +88,7 @@ def save_npz(panels: dict[float, torch.Tensor], labels: torch.Tensor, path) -> P
     return path
 
 
-def load_guidance_networks(guidance: str, options: dict, dataset: str) -> dict:
+def load_guidance_networks(guidance: str, options: dict, dataset: str, device="cpu") -> dict:
     """Guidance options that are networks (``GUIDANCE_NETWORKS``), given as a path or left out, are loaded
     from the model store (the shipped network of ``dataset`` when left out)."""
     from .checkpoint import load_model
@@ -98,25 +98,30 @@ def load_guidance_networks(guidance: str, options: dict, dataset: str) -> dict:
     options = dict(options)
     for key, role in GUIDANCE_NETWORKS[guidance].items():
         if options.get(key) is None or isinstance(options[key], (str, Path)):
-            options[key], _ = load_model(options.get(key), dataset=dataset, role=role)
+            options[key], _ = load_model(options.get(key), dataset=dataset, role=role, device=device)
     return options
 
 
 def sample_to_file(out, ws, checkpoint=None, dataset: str = "mnist", n_per_class: int = 8, seed: int = 0,
-                   guidance: str = DEFAULT_GUIDANCE, progress: bool = False, **options) -> tuple[Path, int]:
+                   guidance: str = DEFAULT_GUIDANCE, progress: bool = False, device=None,
+                   **options) -> tuple[Path, int]:
     """``minicfg sample``: guided samples at every w from the same noise into ``out`` (.png grid or .npz arrays).
 
     ``checkpoint`` is a weights file or training folder (None: the shipped model of ``dataset``); the
     remaining ``options`` (``n_steps``, ``sampler``, and the guidance's and sampler's own options) go to
-    :func:`minicfg.generate.generate_grid`. Returns (path written, number of samples).
+    :func:`minicfg.generate.generate_grid`. The networks run on ``device`` (None: the best available, see
+    :func:`minicfg.devices.pick_device`). Returns (path written, number of samples).
     """
     from .checkpoint import load_model
 
     out = Path(out)
     if out.suffix not in (".png", ".npz"):
         raise ValueError(f"--out must end in .png (a grid) or .npz (arrays), got {out.name!r}")
-    model, _ = load_model(checkpoint, dataset=dataset)
-    options = load_guidance_networks(guidance, options, dataset)
+    from .devices import pick_device
+
+    device = pick_device(device)
+    model, _ = load_model(checkpoint, dataset=dataset, device=device)
+    options = load_guidance_networks(guidance, options, dataset, device)
     panels = generate_grid(model, ws, n_per_class=n_per_class, seed=seed, guidance=guidance, progress=progress,
                            **options)
     if out.suffix == ".png":

@@ -216,8 +216,9 @@ def paper_results(table: int | None = None) -> list[dict]:
 
 def run_sweep(out, ws, checkpoint=None, dataset: str = "mnist", n_per_class: int = 100, n_steps=(50,),
               sampler: str = DEFAULT_SAMPLER, seed: int = 1, label: str | None = None, by=None, paper: int | None = 1,
-              progress: bool = False, guidance: str = DEFAULT_GUIDANCE, **options) -> str:
+              progress: bool = False, guidance: str = DEFAULT_GUIDANCE, device=None, **options) -> str:
     """``minicfg sweep``: :func:`sweep` a checkpoint into ``OUT/sweep.csv``, then draw every row of that file.
+    The model and the evaluator run on ``device`` (None: the best available, :func:`minicfg.devices.pick_device`).
 
     ``guidance`` and its ``options`` as for ``minicfg sample``: an option that is a network is a path, or left
     out for the shipped one.
@@ -230,12 +231,18 @@ def run_sweep(out, ws, checkpoint=None, dataset: str = "mnist", n_per_class: int
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model, meta = load_model(checkpoint, dataset=dataset)
-    options = load_guidance_networks(guidance, options, dataset)
+    from .devices import pick_device
+    from .evaluator import load_evaluator
+
+    device = pick_device(device)
+    model, meta = load_model(checkpoint, dataset=dataset, device=device)
+    options = load_guidance_networks(guidance, options, dataset, device)
+    evaluator, _ = load_evaluator(None, dataset=dataset, device=device)
     label = label or (str(checkpoint) if checkpoint else f"shipped {dataset}")
     csv_path = out / "sweep.csv"
     rows = sweep(model, ws, n_per_class=n_per_class, n_steps=list(n_steps), sampler=sampler, seed=seed, label=label,
-                 meta=meta, csv_path=csv_path, progress=progress, dataset=dataset, guidance=guidance, options=options)
+                 meta=meta, csv_path=csv_path, progress=progress, dataset=dataset, evaluator=evaluator,
+                 guidance=guidance, options=options)
     every = read_csv(csv_path)  # this sweep and any earlier ones written to the same folder
     figures = save_sweep_figures(every, out, by=by, paper=None if paper is None else paper_results(paper),
                                  is_max=model.config.num_classes)

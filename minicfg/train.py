@@ -6,10 +6,14 @@ guidance on ``diffusion.classifier_loss``, ``evaluator`` the evaluation classifi
 ``evaluator.evaluator_loss``. :data:`PRESETS` names recipes; :func:`recipe_from` merges a
 preset with the options a user set.
 
-Everything random is a function of (seed, step): the batch order comes from a permutation seeded by
-the epoch, and the noise, log-SNRs and label dropout of step ``k`` from a generator seeded by ``k``.
-A checkpoint therefore only needs the weights, the EMA, the optimizer and scheduler states and the
-step; a run resumed from it reproduces the uninterrupted run exactly.
+Everything random is a function of (seed, step): the batch order (and, for data sets whose record sets
+``hflip``, which images are flipped) comes from a generator seeded by the epoch, and the noise, log-SNRs and
+label dropout of step ``k`` from a generator seeded by ``k``. A checkpoint therefore only needs the weights,
+the EMA, the optimizer and scheduler states and the step; a run resumed from it reproduces the uninterrupted
+run exactly.
+
+The device is :func:`minicfg.devices.pick_device`'s (cuda, then mps, then cpu) unless one is given. Started by
+``torchrun --nproc_per_node N``, the same loop runs data-parallel (``minicfg.distributed``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, load_tensors, save_tensors, save_weights
 from .data import get_dataset, load
 from .diffusion import classifier_loss, noisy_accuracy
-from .evaluator import evaluator_loss, evaluator_report
+from .distributed import ObjectiveModule, setup, shard
+from .evaluator import cifar_evaluator_loss, evaluator_loss, evaluator_report
 from .nets import build_model
 from .predictions import DENSITIES, WEIGHTINGS, prediction_loss
 
@@ -66,6 +71,7 @@ class TrainConfig:
     model: dict = field(default_factory=lambda: {"channels": (32, 64), "blocks_per_level": 1})
     checkpoint_every_s: float = 60.0
     sample_every_s: float = 120.0
+    log_every: int = 50
 
     def validate(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -79,6 +85,8 @@ class TrainConfig:
             raise ValueError(f"minutes must be a positive number, got {self.minutes}")
         if not 0.0 <= self.p_uncond <= 1.0:
             raise ValueError(f"p_uncond must lie in [0, 1], got {self.p_uncond}")
+        if self.log_every < 1:
+            raise ValueError(f"log_every is a number of steps and must be at least 1, got {self.log_every}")
         if self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"need batch_size >= 1 and lr > 0, got {self.batch_size}, {self.lr}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -94,7 +102,9 @@ class TrainConfig:
 @dataclass(frozen=True)
 class Objective:
     """What a run trains: the architecture (``nets.ARCHITECTURES``), ``loss(model, x, labels, recipe,
-    num_classes, generator) -> scalar`` on a batch of training images ``x`` with their ``labels``, and the
+    num_classes, generator) -> scalar`` on a batch of training images ``x`` with their ``labels`` (in a
+    data-parallel run it is also given ``rows=``, the slice of the batch this process computes: draw the
+    randomness for the whole batch, evaluate the network on those rows, average over them), and the
     hint printed when a run ends (``{ema}`` is the path of its EMA weights); ``report(model, dataset) -> dict``,
     if given, measures the finished EMA model, and its figures are stored beside the weights; ``model`` holds
     architecture settings the objective fixes (e.g. the prediction the loss trains)."""
@@ -118,14 +128,15 @@ def register_objective(name: str, objective: Objective) -> Objective:
     return objective
 
 
-def _diffusion_objective(model, x, labels, recipe, num_classes, generator):
+def _diffusion_objective(model, x, labels, recipe, num_classes, generator, rows=None):
     return prediction_loss(model, x, labels, recipe.p_uncond, num_classes, generator=generator,
                            lam_min=recipe.lam_min, lam_max=recipe.lam_max, density=recipe.density,
-                           weighting=recipe.weighting, weighting_param=recipe.weighting_param)
+                           weighting=recipe.weighting, weighting_param=recipe.weighting_param, rows=rows)
 
 
-def _classifier_objective(model, x, labels, recipe, num_classes, generator):
-    return classifier_loss(model, x, labels, generator=generator, lam_min=recipe.lam_min, lam_max=recipe.lam_max)
+def _classifier_objective(model, x, labels, recipe, num_classes, generator, rows=None):
+    return classifier_loss(model, x, labels, generator=generator, lam_min=recipe.lam_min, lam_max=recipe.lam_max,
+                           rows=rows)
 
 
 _SAMPLE_HINT = "sample them with `minicfg sample --checkpoint {ema} --out samples.png`"
@@ -151,6 +162,10 @@ register_objective("noisy_classifier", Objective(
 register_objective("evaluator", Objective(
     "evaluator", evaluator_loss,
     "score samples with them: `minicfg evaluate SAMPLES.npz --evaluator {ema}`", report=evaluator_report))
+register_objective("cifar_evaluator", Objective(
+    "cifar_evaluator", cifar_evaluator_loss,
+    "score samples with them: `minicfg evaluate SAMPLES.npz --dataset cifar10 --evaluator {ema}`",
+    report=evaluator_report))
 
 #: Named recipes: ``default`` is the shipped-weights recipe, ``live`` fits notebook 05's live run; both predict v.
 #: ``--objective eps`` (or ``recipe_from(..., objective="eps")``) gives the paper's Alg. 1 with the same schedule.
@@ -169,6 +184,14 @@ PRESETS: dict[str, dict] = {
     "evaluator": {"objective": "evaluator", "train_steps": 1872, "lr": 4e-3, "weight_decay": 5e-4,
                   "warmup_steps": 374, "final_lr_frac": 0.0, "ema_decay": 0.998, "grad_clip": 10.0,
                   "model": {"channels": (16, 32, 32, 64), "feature_dim": 128, "dropout": 0.3}},
+    # CIFAR-10's U-Net (docs/cifar10.md, "Choosing the preset"): three levels at 16, 8 and 4 pixels after the
+    # 2x2 patches, 2.6 M parameters; 15,000 steps of 128 (38 passes) are about 2 hours of two CPU cores
+    "cifar10": {"objective": "v", "train_steps": 15000, "warmup_steps": 300,
+                "model": {"channels": (64, 128, 128), "blocks_per_level": 1}},
+    # CIFAR-10's evaluator (docs/cifar10.md, "The evaluator"): flips, translations, label smoothing
+    "cifar10_evaluator": {"objective": "cifar_evaluator", "train_steps": 3900, "batch_size": 256, "lr": 2e-3,
+                          "weight_decay": 0.05, "warmup_steps": 200, "final_lr_frac": 0.0, "ema_decay": 0.998,
+                          "grad_clip": 10.0, "model": {"stem": 32, "channels": (64, 256, 256)}},
 }
 
 
@@ -216,22 +239,34 @@ def _lr_lambda(recipe: TrainConfig, total_steps: int):
 
 
 class Trainer:
-    """State of one training run in folder ``out``; see :func:`train`."""
+    """State of one training run in folder ``out``; see :func:`train`. ``device`` is a name for
+    :func:`minicfg.devices.pick_device` (None: cuda, then mps, then cpu); under torchrun the process joins the
+    data-parallel group, and ``rank`` and ``world`` say which process of how many this is."""
 
-    def __init__(self, recipe: TrainConfig, out, data=None, command: str | None = None):
+    def __init__(self, recipe: TrainConfig, out, data=None, command: str | None = None, device=None):
         recipe.validate()
         self.recipe = recipe
         self.out = Path(out)
         self.command = command or "minicfg.train.train(...) called from Python"
+        self.device, self.rank, self.world = setup(device)
+        self.rows = shard(recipe.batch_size, self.rank, self.world) if self.world > 1 else None
         torch.manual_seed(recipe.seed)
         record = get_dataset(recipe.dataset)
+        self.hflip = record.hflip
         channels, size, _ = record.image_shape
         objective = OBJECTIVES[recipe.objective]
         self.model_config = {"arch": objective.arch, "image_channels": channels, "image_size": size,
                              "num_classes": record.num_classes, **objective.model, **recipe.model}
-        self.model = build_model(self.model_config)
+        self.model = build_model(self.model_config).to(self.device)
         if recipe.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.parallel = None
+        if self.world > 1:  # DDP over the whole loss; its construction also copies rank 0's weights to all
+            from torch.nn.parallel import DistributedDataParallel
+
+            module = ObjectiveModule(self.model, objective.loss, recipe, record.num_classes)
+            self.parallel = DistributedDataParallel(
+                module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.ema = AveragedModel(self.model, avg_fn=_ema_fn(recipe.ema_decay, recipe.ema_fraction), use_buffers=True)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
                                      betas=(0.9, 0.99))
@@ -296,7 +331,8 @@ class Trainer:
         for key, v in tensors.items():
             if key.startswith("opt."):
                 name, _, slot = key[4:].rpartition(".")
-                self.opt.state[params[name]][slot] = v.clone()
+                p = params[name]  # the step counter stays on the CPU, as AdamW keeps it
+                self.opt.state[p][slot] = v.clone() if slot == "step" else v.to(p.device)
         self.step = int(meta["step"])
         # --train-steps given again may extend or shorten the run; a --minutes run keeps its calibrated length
         self.total_steps = self.recipe.train_steps or (int(meta["total_steps"]) if meta.get("total_steps") else None)
@@ -313,27 +349,47 @@ class Trainer:
         self.steps_per_epoch = n // self.recipe.batch_size
         self._perm_epoch = -1
 
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices of the global batch of ``step`` into the training images, which of them to flip): from a
+        permutation and flips drawn per epoch from the seed, the same in every process."""
         epoch, pos = divmod(step, self.steps_per_epoch)
         if epoch != self._perm_epoch:
             g = torch.Generator().manual_seed(self.recipe.seed * 1_000_003 + epoch)
-            self._perm = torch.randperm(self.data[0].shape[0], generator=g)
+            n = self.data[0].shape[0]
+            self._perm = torch.randperm(n, generator=g)
+            # drawn after the permutation, so data sets without flips keep the batches they always had
+            self._flips = torch.rand(n, generator=g) < 0.5 if self.hflip else torch.zeros(n, dtype=torch.bool)
             self._perm_epoch = epoch
         idx = self._perm[pos * self.recipe.batch_size:(pos + 1) * self.recipe.batch_size]
+        return idx, self._flips[idx]
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The global batch of ``step`` (images with this epoch's flips applied, labels) on the run's device."""
+        idx, flip = self.draw(step)
         x = self.data[0][idx]
+        if bool(flip.any()):
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        x = x.to(self.device)
         if self.recipe.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, self.data[1][idx]
+        return x, self.data[1][idx].to(self.device)
 
     # -- one step ---------------------------------------------------------------------------------
     def train_step(self) -> float:
         recipe = self.recipe
         x, y = self.batch(self.step)
-        g = torch.Generator().manual_seed(recipe.seed * 1_000_003 + self.step + 1)
+        g = torch.Generator(device=self.device).manual_seed(recipe.seed * 1_000_003 + self.step + 1)
         self.model.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=recipe.bf16 and x.device.type == "cpu"):
-            loss = OBJECTIVES[recipe.objective].loss(self.model, x, y, recipe, self.model_config["num_classes"], g)
-        value = float(loss.detach())
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=recipe.bf16):
+            if self.parallel is not None:
+                loss = self.parallel(x, y, g, self.rows)
+            else:
+                loss = OBJECTIVES[recipe.objective].loss(self.model, x, y, recipe, self.model_config["num_classes"], g)
+        mean = loss.detach().float()
+        if self.parallel is not None:  # the loss of the global batch, the same in every process
+            torch.distributed.all_reduce(mean)
+            mean = mean / self.world
+        value = float(mean)
         if not math.isfinite(value):
             raise FloatingPointError(
                 f"loss became {value} at step {self.step}; no checkpoint was written with these weights. "
@@ -354,7 +410,10 @@ class Trainer:
         for _ in range(probe):
             self.train_step()
         per_step = (time.perf_counter() - t) / probe
-        return max(self.step + 1, int(minutes * 60 / per_step))
+        steps = torch.tensor([max(self.step + 1, int(minutes * 60 / per_step))], device=self.device)
+        if self.world > 1:  # every process must run the same number of steps: rank 0's count
+            torch.distributed.broadcast(steps, src=0)
+        return int(steps.item())
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, progress: bool = True, on_sample=None, stop_after: int | None = None) -> Path:
@@ -369,13 +428,16 @@ class Trainer:
             self._make_sched()
             self.total_steps = self.calibrate_steps(recipe.minutes)
         self._make_sched()
+        main = self.rank == 0  # the one process that writes
+        if not main:
+            progress, on_sample = False, None
         self.out.mkdir(parents=True, exist_ok=True)
         log_path = self.out / "log.csv"
         new_log = not log_path.exists() or self.step == 0
-        log = open(log_path, "w" if new_log else "a", newline="")
-        writer = csv.writer(log)
-        if new_log:
-            writer.writerow(["step", "loss", "lr", "images_per_s", "elapsed_s"])
+        log = open(log_path, "w" if new_log else "a", newline="") if main else None
+        writer = csv.writer(log) if main else None
+        if new_log and main:
+            writer.writerow(["step", "loss", "lr", "images_per_s", "elapsed_s", "step_loss"])
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, desc="train",
                    dynamic_ncols=True, file=sys.stderr, mininterval=2.0)
         last_ckpt = last_sample = time.perf_counter()
@@ -388,27 +450,33 @@ class Trainer:
                 ema_loss = loss if ema_loss is None else 0.98 * ema_loss + 0.02 * loss
                 bar.update(1)
                 now = time.perf_counter()
-                if self.step % 50 == 0 or self.step == self.total_steps:
+                if main and (self.step % recipe.log_every == 0 or self.step == self.total_steps):
                     ips = (self.step - step_last) * recipe.batch_size / max(now - t_last, 1e-9)
                     t_last, step_last = now, self.step
                     lr = self.opt.param_groups[0]["lr"]
-                    writer.writerow([self.step, f"{ema_loss:.5f}", f"{lr:.3g}", f"{ips:.0f}", f"{self.elapsed:.1f}"])
+                    writer.writerow([self.step, f"{ema_loss:.5f}", f"{lr:.3g}", f"{ips:.0f}", f"{self.elapsed:.1f}",
+                                     f"{loss:.7g}"])
                     log.flush()
                     bar.set_postfix(loss=f"{ema_loss:.4f}", img_s=f"{ips:.0f}")
-                if now - last_ckpt >= recipe.checkpoint_every_s:
+                if main and now - last_ckpt >= recipe.checkpoint_every_s:
                     self.save()
                     last_ckpt = now
                 if on_sample is not None and now - last_sample >= recipe.sample_every_s:
                     on_sample(self)
                     last_sample = now
         except KeyboardInterrupt:
-            self.save()
-            print(f"\ninterrupted at step {self.step}: checkpoint saved, continue with --resume", file=sys.stderr)
+            if main:
+                self.save()
+                print(f"\ninterrupted at step {self.step}: checkpoint saved, continue with --resume", file=sys.stderr)
             raise
         finally:
             bar.close()
-            log.close()
-        path = self.save()
+            if log is not None:
+                log.close()
+        path = self.out / "checkpoint.safetensors"
+        if not main:
+            return path
+        self.save()
         if self.step < self.total_steps:
             return path
         report = OBJECTIVES[self.recipe.objective].report
@@ -427,16 +495,17 @@ class Trainer:
 
 
 def train(recipe: TrainConfig, out, resume: bool = False, progress: bool = True, command: str | None = None,
-          data=None, on_sample=None) -> Trainer:
-    """Train (or, with ``resume``, continue) a run in folder ``out``; returns the finished Trainer."""
-    trainer = Trainer(recipe, out, data=data, command=command)
+          data=None, on_sample=None, device=None) -> Trainer:
+    """Train (or, with ``resume``, continue) a run in folder ``out`` on ``device`` (None: the best available);
+    returns the finished Trainer. Under torchrun every process calls this and they train data-parallel."""
     ckpt = Path(out) / "checkpoint.safetensors"
-    if resume:
-        if not ckpt.exists():
-            raise CheckpointError(f"--resume given but {ckpt} does not exist; drop --resume to start afresh")
-        trainer.load(ckpt)
-    elif ckpt.exists():
+    if resume and not ckpt.exists():
+        raise CheckpointError(f"--resume given but {ckpt} does not exist; drop --resume to start afresh")
+    if not resume and ckpt.exists():
         raise CheckpointError(f"{ckpt} already exists: pass --resume to continue it, or choose another --out")
+    trainer = Trainer(recipe, out, data=data, command=command, device=device)
+    if resume:
+        trainer.load(ckpt)  # every process reads the same file
     trainer.run(progress=progress, on_sample=on_sample)
     return trainer
 

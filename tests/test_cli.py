@@ -101,7 +101,7 @@ def test_train_objective_and_weighting_reach_the_recipe(tmp_path, monkeypatch):
 
     def fake_train(recipe, out, **kw):
         seen["recipe"] = recipe
-        return type("Done", (), {"step": 0})()
+        return type("Done", (), {"step": 0, "rank": 0, "world": 1, "device": "cpu"})()
 
     monkeypatch.setattr(T, "train", fake_train)
     cli.main(["train", "--out", str(tmp_path / "r"), "--objective", "eps", "--weighting", "min_snr",

@@ -138,3 +138,49 @@ def test_power_ema_averages_a_fixed_fraction_of_the_run(fraction):
         assert abs(p.item() / n_steps - 1 / (1 + fraction)) < 0.01
     with pytest.raises(ValueError, match="ema_fraction"):
         TrainConfig(ema_fraction=0.0).validate()
+
+
+def _asymmetric_images(n, shape):
+    """Images that differ from their mirror image, so a flip is visible."""
+    g = torch.Generator().manual_seed(0)
+    return torch.rand((n, *shape), generator=g) * 2 - 1, torch.randint(0, 10, (n,), generator=g)
+
+
+@pytest.mark.parametrize("dataset, rate", [("cifar10", 0.5), ("mnist", 0.0)])
+def test_flips_follow_the_data_set_record(tmp_path, dataset, rate):
+    from minicfg.data import get_dataset
+
+    record = get_dataset(dataset)
+    assert record.hflip == (rate > 0)
+    images, labels = _asymmetric_images(256, record.image_shape)
+    trainer = Trainer(_recipe(dataset=dataset, batch_size=64, channels_last=False), tmp_path, data=(images, labels))
+    trainer._ensure_data()
+    flipped = total = 0
+    for step in range(16):  # four epochs of four batches
+        x, y = trainer.batch(step)
+        idx, flip = trainer.draw(step)
+        assert torch.equal(y, labels[idx])
+        assert torch.equal(x, torch.where(flip[:, None, None, None], images[idx].flip(-1), images[idx]))
+        flipped, total = flipped + int(flip.sum()), total + len(idx)
+    if rate == 0:
+        assert flipped == 0
+    else:  # 1,024 fair coin flips: 4 standard deviations are 64
+        assert abs(flipped - rate * total) < 64
+        # an image's flip is drawn anew every epoch (each epoch's 4 batches cover all 256 images once)
+        by_image = []
+        for epoch in range(2):
+            idx, flip = map(torch.cat, zip(*(trainer.draw(4 * epoch + k) for k in range(4)), strict=True))
+            by_image.append(flip[idx.argsort()])
+        assert 64 < int((by_image[0] != by_image[1]).sum()) < 192
+
+
+def test_resume_with_flips_reproduces_the_uninterrupted_run(tmp_path):
+    data = _asymmetric_images(96, (3, 32, 32))
+    recipe = dict(dataset="cifar10", train_steps=8, batch_size=32, model={"channels": (8, 16), "emb_dim": 16,
+                                                                         "groups": 4})
+    whole = train(_recipe(**recipe), tmp_path / "whole", progress=False, data=data)
+    Trainer(_recipe(**recipe), tmp_path / "split", data=data).run(progress=False, stop_after=4)
+    resumed = train(_recipe(**recipe), tmp_path / "split", resume=True, progress=False, data=data)
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{name} differs after resume")
+    assert any(bool(whole.draw(s)[1].any()) for s in range(8))  # flips did happen in this run

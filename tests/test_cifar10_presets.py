@@ -1,0 +1,57 @@
+"""CIFAR-10's presets come from its record; its evaluator trains through the common Trainer and serves the metrics."""
+
+import pytest
+import torch
+
+from minicfg import cli
+from minicfg.checkpoint import load_model
+from minicfg.evaluator import random_translate
+from minicfg.metrics import features_and_probs
+from minicfg.train import PRESETS, TrainConfig, train
+
+
+@pytest.mark.parametrize("command, dataset, preset", [("train", "mnist", "default"), ("train", "cifar10", "cifar10"),
+                                                      ("train-evaluator", "mnist", "evaluator"),
+                                                      ("train-evaluator", "cifar10", "cifar10_evaluator")])
+def test_without_preset_the_record_chooses(tmp_path, monkeypatch, command, dataset, preset):
+    import minicfg.train as T
+
+    seen = {}
+    monkeypatch.setattr(T, "train", lambda recipe, out, **kw: seen.update(recipe=recipe, **kw) or
+                        type("Done", (), {"step": 0, "rank": 0, "world": 1, "device": "cpu"})())
+    cli.main([command, "--dataset", dataset, "--out", str(tmp_path / "r"), "--train-steps", "3", "--device", "cpu"])
+    recipe = seen["recipe"]
+    assert recipe.objective == PRESETS[preset]["objective"]
+    assert recipe.model == PRESETS[preset].get("model", TrainConfig().model)
+    assert recipe.dataset == dataset and seen["device"] == "cpu"
+
+
+def test_translation_moves_whole_images_within_the_shift():
+    x = torch.randn(64, 3, 8, 8)
+    y = random_translate(x, torch.Generator().manual_seed(0), shift=2)
+    assert y.shape == x.shape
+    unchanged = sum(torch.equal(a, b) for a, b in zip(x, y, strict=True))
+    assert 0 < unchanged < 12  # offset (0, 0) has probability 1/25: about 2.6 of 64
+    for a, b in zip(x, y, strict=True):  # every output is the input shifted by some (dy, dx) in [-2, 2]
+        padded = torch.nn.functional.pad(a[None], (2, 2, 2, 2), mode="reflect")[0]
+        assert any(torch.equal(b, padded[:, i:i + 8, j:j + 8]) for i in range(5) for j in range(5))
+
+
+def test_the_cifar10_evaluator_trains_and_serves_the_metrics(tmp_path, monkeypatch):
+    import dataclasses
+
+    import minicfg.train as T
+
+    # no test accuracy report: it reads the CIFAR-10 test set, which the data folder may not hold
+    monkeypatch.setitem(T.OBJECTIVES, "cifar_evaluator", dataclasses.replace(T.OBJECTIVES["cifar_evaluator"],
+                                                                             report=None))
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(64, 3, 32, 32, generator=g) * 2 - 1, torch.arange(64) % 10
+    recipe = TrainConfig(**{**PRESETS["cifar10_evaluator"], "dataset": "cifar10", "train_steps": 3, "batch_size": 32,
+                            "model": {"stem": 8, "channels": (8, 16, 16)}, "sample_every_s": 1e9})
+    train(recipe, tmp_path / "ev", progress=False, data=(images, labels), device="cpu")
+    model, meta = load_model(tmp_path / "ev" / "ema.safetensors", role="evaluator")
+    assert meta["model"]["arch"] == "cifar_evaluator"
+    feats, probs = features_and_probs(images[:5], evaluator=model, dataset="cifar10")
+    assert feats.shape == (5, 16) and probs.shape == (5, 10)
+    torch.testing.assert_close(probs.sum(1), torch.ones(5, dtype=torch.float64))
