@@ -58,9 +58,19 @@ def main() -> None:
               guidance=guidance, options=options)
     rows = read_csv(csv_path)
     spread = seed_spread(rows)
-    print(f"seed spread ({spread['settings']} settings, seeds 1-3): accuracy {spread['accuracy']:.4f}, "
+    print(f"seed spread (largest of {spread['settings']} settings, seeds 1-3): accuracy {spread['accuracy']:.4f}, "
           f"recall {spread['recall']:.4f}, classifier FID {100 * spread['fid_rel']:.1f}% of its value")
-    frontier_figure([r for r in rows if r["seed"] == 1], spread=spread).savefig(out / "frontier.png")
+    shipped_weak = load_model(role="weak_model")[0].fingerprint
+    names = {}
+    for r in rows:
+        key = (r["guidance"], r["options"])
+        if r["guidance"] == AUTO:
+            weak = "the shipped weak model (16/32 channels, 1,500 steps)" if shipped_weak in r["options"] else \
+                "a weak model of the main size (32/64 channels, 1,000 steps)"
+            names[key] = f"autoguidance by {weak}"
+        else:
+            names[key] = "CFG (Eq. 6)" if r["guidance"] == DEFAULT_GUIDANCE else f"{r['guidance']}: {r['options']}"
+    frontier_figure([r for r in rows if r["seed"] == 1], names=names, spread=spread).savefig(out / "frontier.png")
     print(f"wrote {csv_path} ({len(rows)} rows) and {out / 'frontier.png'}")
 
 

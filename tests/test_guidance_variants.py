@@ -233,16 +233,16 @@ def _row(guidance_name, w_value, seed=1, accuracy=0.9, recall=0.8, fid=5.0, opti
             "n": 1000, "seed": seed, "w": w_value, "accuracy": accuracy, "recall": recall, "fid": fid}
 
 
-def test_seed_spread_is_the_mean_std_over_seeds_with_fid_relative():
+def test_seed_spread_is_the_largest_std_over_seeds_with_fid_relative():
     rows = [_row("cfg", 0.1, s, accuracy=a, recall=r, fid=f)
             for s, a, r, f in ((1, 0.96, 0.85, 4.0), (2, 0.98, 0.86, 5.0), (3, 0.97, 0.84, 6.0))]
     rows += [_row("cfg", 1.0, s, accuracy=1.0, recall=0.7, fid=f) for s, f in ((1, 18.0), (2, 22.0))]
     rows += [_row("interval", 1.0)]  # one seed only: not a spread
     spread = seed_spread(rows)
     assert spread["settings"] == 2
-    assert spread["accuracy"] == pytest.approx(np.std([0.96, 0.98, 0.97], ddof=1) / 2)
-    assert spread["recall"] == pytest.approx((np.std([0.85, 0.86, 0.84], ddof=1) + 0) / 2)
-    assert spread["fid_rel"] == pytest.approx((1.0 / 5.0 + np.std([18.0, 22.0], ddof=1) / 20.0) / 2)
+    assert spread["accuracy"] == pytest.approx(np.std([0.96, 0.98, 0.97], ddof=1))  # the larger of the two
+    assert spread["recall"] == pytest.approx(np.std([0.85, 0.86, 0.84], ddof=1))
+    assert spread["fid_rel"] == pytest.approx(max(1.0 / 5.0, np.std([18.0, 22.0], ddof=1) / 20.0))
     with pytest.raises(ValueError, match="two or more seeds"):
         seed_spread([_row("cfg", 0.1)])
 
@@ -253,7 +253,7 @@ def test_frontier_figure_draws_each_method_in_order_with_error_bars():
     spread = {"accuracy": 0.01, "recall": 0.01, "fid_rel": 0.1}
     fig = frontier_figure(rows, names={("cfg", ""): "CFG"}, spread=spread)
     fidelity, diversity = fig.axes
-    labels = [t.get_text() for t in fidelity.get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["CFG", "guidance = autoguidance, options = weak=net:ab"]
     assert len(fidelity.collections) >= 4  # x and y error bars of both curves
     assert fidelity.get_xlabel().startswith("accuracy") and diversity.get_xlabel().startswith("recall")
