@@ -144,7 +144,8 @@ def _cmd_classify(args) -> None:
     from .zero_shot import classify_report
 
     print(classify_report(args.images, checkpoint=args.checkpoint, dataset=args.dataset, n_noise=args.n_noise,
-                          seed=args.seed, weighting=args.weighting, out=args.out, progress=not args.no_progress))
+                          seed=args.seed, weighting=args.weighting, out=args.out, progress=not args.no_progress,
+                          device=args.device))
 
 
 def _cmd_sweep(args) -> None:
@@ -368,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the (lam, eps) draws (default 0)")
     p.add_argument("--out", default=None, help="CSV file for each image's label, prediction and class errors")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_device(p)
     p.set_defaults(func=_cmd_classify)
 
     p = sub.add_parser("sweep", help="sample and score at several w (and steps): CSV and trade-off figures",

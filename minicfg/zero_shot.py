@@ -214,22 +214,24 @@ def load_images(path, dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray | 
     return images, labels
 
 
-def classify_file(path, checkpoint=None, dataset: str = "mnist", progress: bool = False,
+def classify_file(path, checkpoint=None, dataset: str = "mnist", progress: bool = False, device=None,
                   **options) -> tuple[np.ndarray | None, torch.Tensor, torch.Tensor, float]:
     """Zero-shot classification of the images in an NPZ by a diffusion model (``checkpoint``: a weights file or
-    training folder, None for the shipped model of ``dataset``). Returns (labels of the file or None,
+    training folder, None for the shipped model of ``dataset``), on ``device`` (None: the first available of cuda,
+    mps and cpu). Returns (labels of the file or None,
     predictions (N,), errors (N, num_classes), seconds spent classifying)."""
     from .checkpoint import load_model
+    from .devices import pick_device
 
     images, labels = load_images(path, dataset)
-    model, _ = load_model(checkpoint, dataset=dataset)
+    model, _ = load_model(checkpoint, dataset=dataset, device=pick_device(device))
     t = time.perf_counter()
     predicted, errors = classify(model, images, progress=progress, **options)
     return labels, predicted, errors, time.perf_counter() - t
 
 
 def classify_report(path, checkpoint=None, dataset: str = "mnist", n_noise: int = 16, seed: int = 0,
-                    weighting: str = DEFAULT_WEIGHTING, out=None, progress: bool = False) -> str:
+                    weighting: str = DEFAULT_WEIGHTING, out=None, progress: bool = False, device=None) -> str:
     """``minicfg classify``: classify an NPZ's images, write ``out`` (a CSV of predictions and errors) if given,
     and return a report: the accuracy when the file has labels, else the count of each predicted class."""
     from .data import get_dataset
@@ -237,8 +239,8 @@ def classify_report(path, checkpoint=None, dataset: str = "mnist", n_noise: int 
     _check_n_noise(n_noise)
     if out is not None and Path(out).suffix != ".csv":
         raise ValueError(f"--out must end in .csv, got {Path(out).name!r}")
-    labels, predicted, errors, seconds = classify_file(path, checkpoint, dataset, progress=progress, n_noise=n_noise,
-                                                       seed=seed, weighting=weighting)
+    labels, predicted, errors, seconds = classify_file(path, checkpoint, dataset, progress=progress, device=device,
+                                                       n_noise=n_noise, seed=seed, weighting=weighting)
     names = get_dataset(dataset).class_names
     n = len(predicted)
     lines = [f"{path}: {n} images classified zero-shot by the diffusion model (lowest eps-prediction error over "

@@ -33,7 +33,8 @@ def test_an_unavailable_or_unknown_device_is_refused(monkeypatch):
 def test_the_cli_takes_device_on_every_command_that_runs_a_network(tmp_path, monkeypatch):
     parser = cli.build_parser()
     for command in (["train", "--out", "x"], ["train-classifier", "--out", "x"], ["train-evaluator", "--out", "x"],
-                    ["sample", "--out", "x.png"], ["evaluate", "x.npz"], ["sweep", "--out", "x"]):
+                    ["sample", "--out", "x.png"], ["evaluate", "x.npz"], ["sweep", "--out", "x"],
+                    ["classify", "x.npz"]):
         assert parser.parse_args([*command, "--device", "cpu"]).device == "cpu"
         assert parser.parse_args(command).device is None  # auto
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
