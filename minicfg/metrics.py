@@ -40,7 +40,6 @@ real images of the reference.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -367,60 +366,17 @@ def evaluate(images, labels=None, reference="test", evaluator=None, k: int = 3, 
     }
 
 
-_NPZ_HINT = ("expected images (uint8 N x C x H x W), labels (int N) and w (float N), as "
-             "`minicfg sample --out FILE.npz` writes")
-_READ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile)
-
-
-def _one_line(err: Exception) -> str:
-    return f"{type(err).__name__}: {' '.join(str(err).split())}"
-
-
 def load_samples(path, dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read and check an NPZ of samples: ``images`` uint8 (N, C, H, W), ``labels`` int (N,), ``w`` float (N,).
+    """Read and check an NPZ of samples: ``images`` uint8 (N, C, H, W), ``labels`` int (N,), ``w`` float (N,),
+    all required (:func:`minicfg.sample_files.read_npz`; the null label counts as a label here).
 
-    The image shape and the label range come from ``dataset``'s registry record.
-
-    Any problem (not an NPZ, a missing key, a wrong dtype or shape) raises a one-line ValueError.
+    The image shape and the label range come from ``dataset``'s registry record. Any problem (not an NPZ, a
+    missing key, a wrong dtype or shape) raises a one-line ValueError.
     """
-    from .data import get_dataset
+    from .sample_files import read_npz
 
-    record = get_dataset(dataset)
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no samples file at {path} (write one with `minicfg sample --out FILE.npz`)")
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except _READ_ERRORS as err:
-        raise ValueError(f"{path} is not a readable .npz file ({_one_line(err)}); {_NPZ_HINT}") from err
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} holds a single array, not an .npz archive; {_NPZ_HINT}")
-    with npz:
-        missing = [key for key in ("images", "labels", "w") if key not in npz.files]
-        if missing:
-            raise ValueError(f"{path} lacks {', '.join(missing)} (it holds {', '.join(npz.files) or 'nothing'}); "
-                             f"{_NPZ_HINT}")
-        try:
-            images, labels, w = npz["images"], npz["labels"], npz["w"]
-        except _READ_ERRORS as err:
-            raise ValueError(f"{path} is corrupt ({_one_line(err)})") from err
-    if images.dtype != np.uint8:
-        raise ValueError(f"{path}: images must be uint8 (0..255), got {images.dtype}; {_NPZ_HINT}")
-    if images.ndim != 4 or images.shape[1:] != record.image_shape:
-        shape = ", ".join(map(str, record.image_shape))
-        raise ValueError(f"{path}: images must have shape (N, {shape}) ({record.name}), got {images.shape}")
-    n = images.shape[0]
-    if n == 0:
-        raise ValueError(f"{path} holds no samples")
-    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{path}: labels must be integers of shape ({n},), got {labels.dtype} {labels.shape}")
-    k = record.num_classes
-    if labels.min() < 0 or labels.max() > k:
-        raise ValueError(f"{path}: labels must lie in 0..{k - 1} (or {k}, the null label), got "
-                         f"{labels.min()}..{labels.max()}")
-    if w.shape != (n,) or not np.issubdtype(w.dtype, np.floating) or not np.isfinite(w).all():
-        raise ValueError(f"{path}: w must be finite floats of shape ({n},), got {w.dtype} {w.shape}")
-    return images, labels.astype(np.int64), w.astype(np.float64)
+    arrays = read_npz(path, dataset, require=("images", "labels", "w"))
+    return arrays["images"], arrays["labels"], arrays["w"]
 
 
 def evaluate_npz(path, reference="test", evaluator=None, k: int = 3, disk_cache: bool = False,

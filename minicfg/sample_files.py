@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from .generate import class_labels, generate_grid
 from .guidance import DEFAULT_GUIDANCE
 
-__all__ = ["to_uint8", "grid_figure", "save_grid", "save_npz", "sample_to_file", "load_guidance_networks"]
+__all__ = ["to_uint8", "grid_figure", "save_grid", "save_npz", "read_npz", "sample_to_file", "load_guidance_networks"]
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -86,6 +87,76 @@ def save_npz(panels: dict[float, torch.Tensor], labels: torch.Tensor, path) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, images=images, labels=all_labels, w=ws)
     return path
+
+
+_READ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile)
+
+
+def _hint(require) -> str:
+    wanted = ["images (uint8 N x C x H x W)"] + [f"{k} ({'int' if k == 'labels' else 'float'} N)"
+                                                 for k in ("labels", "w") if k in require]
+    optional = [k for k in ("labels", "w") if k not in require]
+    return (f"expected {', '.join(wanted)}" + (f" and, optionally, {' and '.join(optional)}" if optional else "")
+            + ", as `minicfg sample --out FILE.npz` writes")
+
+
+def read_npz(path, dataset: str = "mnist", require=("images",), null_label: bool = True) -> dict:
+    """Read and check an NPZ of images as :func:`save_npz` writes it: ``images`` uint8 (N, C, H, W) of
+    ``dataset``'s shape, ``labels`` int (N,) and ``w`` float (N,); the keys in ``require`` must be there, the
+    others may be. Labels lie in 0..num_classes-1, or also num_classes (the null label) when ``null_label``.
+
+    Returns ``{"images": uint8 array, "labels": int64 array or None, "w": float64 array or None}``. Any problem
+    (no file, not an NPZ, a missing key, a wrong dtype, shape or range) raises a one-line error naming the fix.
+    """
+    from .data import get_dataset
+
+    record = get_dataset(dataset)
+    path = Path(path)
+    hint = _hint(require)
+    if not path.is_file():
+        raise FileNotFoundError(f"no samples file at {path} (write one with `minicfg sample --out FILE.npz`)")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except _READ_ERRORS as err:
+        raise ValueError(f"{path} is not a readable .npz file ({_one_line(err)}); {hint}") from err
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} holds a single array, not an .npz archive; {hint}")
+    with npz:
+        missing = [key for key in ("images", "labels", "w") if key in require and key not in npz.files]
+        if missing:
+            raise ValueError(f"{path} lacks {', '.join(missing)} (it holds {', '.join(npz.files) or 'nothing'}); "
+                             f"{hint}")
+        try:
+            out = {key: npz[key] if key in npz.files else None for key in ("images", "labels", "w")}
+        except _READ_ERRORS as err:
+            raise ValueError(f"{path} is corrupt ({_one_line(err)})") from err
+    images, labels, w = out["images"], out["labels"], out["w"]
+    if images.dtype != np.uint8:
+        raise ValueError(f"{path}: images must be uint8 (0..255), got {images.dtype}; {hint}")
+    if images.ndim != 4 or images.shape[1:] != record.image_shape:
+        shape = ", ".join(map(str, record.image_shape))
+        raise ValueError(f"{path}: images must have shape (N, {shape}) for {record.name}, got {images.shape}; pass "
+                         f"--dataset for another data set")
+    n = images.shape[0]
+    if n == 0:
+        raise ValueError(f"{path} holds no images")
+    if labels is not None:
+        if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"{path}: labels must be integers of shape ({n},), got {labels.dtype} {labels.shape}")
+        k = record.num_classes
+        if labels.min() < 0 or labels.max() > (k if null_label else k - 1):
+            allowed = f"0..{k - 1} (or {k}, the null label)" if null_label else f"0..{k - 1}"
+            raise ValueError(f"{path}: labels must be classes {allowed}, got {labels.min()}..{labels.max()}")
+        out["labels"] = labels.astype(np.int64)
+    if w is not None:
+        if w.shape != (n,) or not np.issubdtype(w.dtype, np.floating) or not np.isfinite(w).all():
+            raise ValueError(f"{path}: w must be finite floats of shape ({n},), got {w.dtype} {w.shape}")
+        out["w"] = w.astype(np.float64)
+    return out
+
+
+def _one_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
 
 
 def load_guidance_networks(guidance: str, options: dict, dataset: str, device="cpu") -> dict:

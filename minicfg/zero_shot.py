@@ -168,50 +168,14 @@ def classify(model, images, **options) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # -- the `minicfg classify` command ------------------------------------------------------------------------------
-_NPZ_HINT = ("expected images (uint8 N x C x H x W) and, optionally, labels (int N), as `minicfg sample --out "
-             "FILE.npz` writes")
-
-
 def load_images(path, dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray | None]:
     """Read and check an NPZ for classification: ``images`` uint8 (N, C, H, W) of ``dataset``'s shape and, if the
-    file has them, ``labels`` (N,) in 0..num_classes-1 (else None). Problems raise a one-line ValueError."""
-    import zipfile
+    file has them, ``labels`` (N,) in 0..num_classes-1 (else None), through :func:`minicfg.sample_files.read_npz`.
+    Problems raise a one-line error."""
+    from .sample_files import read_npz
 
-    from .data import get_dataset
-
-    record = get_dataset(dataset)
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no images file at {path} (write one with `minicfg sample --out FILE.npz`)")
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__}); {_NPZ_HINT}") from err
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} holds a single array, not an .npz archive; {_NPZ_HINT}")
-    with npz:
-        if "images" not in npz.files:
-            raise ValueError(f"{path} has no 'images' array (it holds {', '.join(npz.files) or 'nothing'}); "
-                             f"{_NPZ_HINT}")
-        images = npz["images"]
-        labels = npz["labels"] if "labels" in npz.files else None
-    shape = ", ".join(map(str, record.image_shape))
-    if images.dtype != np.uint8:
-        raise ValueError(f"{path}: images must be uint8 (0..255), got {images.dtype}; {_NPZ_HINT}")
-    if images.ndim != 4 or images.shape[1:] != record.image_shape:
-        raise ValueError(f"{path}: images must have shape (N, {shape}) for {record.name} (N x C x H x W), got "
-                         f"{images.shape}; pass --dataset for another data set")
-    n = images.shape[0]
-    if n == 0:
-        raise ValueError(f"{path} holds no images")
-    if labels is not None:
-        k = record.num_classes
-        if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"{path}: labels must be integers of shape ({n},), got {labels.dtype} {labels.shape}")
-        if labels.min() < 0 or labels.max() >= k:
-            raise ValueError(f"{path}: labels must be classes 0..{k - 1}, got {labels.min()}..{labels.max()}")
-        labels = labels.astype(np.int64)
-    return images, labels
+    arrays = read_npz(path, dataset, null_label=False)
+    return arrays["images"], arrays["labels"]
 
 
 def classify_file(path, checkpoint=None, dataset: str = "mnist", progress: bool = False, device=None,

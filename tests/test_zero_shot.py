@@ -166,7 +166,7 @@ def test_classify_command_without_labels(digits, tmp_path, capsys, one_thread):
 
 
 @pytest.mark.parametrize(("arrays", "args", "message"), [
-    ({"pixels": np.zeros((2, 1, 28, 28), np.uint8)}, [], "has no 'images' array (it holds pixels)"),
+    ({"pixels": np.zeros((2, 1, 28, 28), np.uint8)}, [], "lacks images (it holds pixels)"),
     ({"images": np.zeros((2, 1, 28, 28), np.float32)}, [], "images must be uint8"),
     ({"images": np.zeros((2, 3, 28, 28), np.uint8)}, [], "images must have shape (N, 1, 28, 28)"),
     ({"images": np.zeros((2, 1, 28, 28), np.uint8), "labels": np.array([0, 10])}, [], "labels must be classes 0..9"),
