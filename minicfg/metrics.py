@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._checks import as_images
 from .checkpoint import CheckpointError, fingerprint, load_tensors, save_tensors
 
 __all__ = [
@@ -68,34 +69,6 @@ __all__ = [
 
 
 # -- inputs ---------------------------------------------------------------------------------------
-def as_images(images, shape: tuple[int, int, int] = (1, 28, 28)) -> torch.Tensor:
-    """Check and convert images to float32 in [-1, 1], shape (N, *shape) (a missing channel axis is added for
-    one-channel images).
-
-    uint8 arrays are read as 0..255; floating arrays must already lie in [-1, 1] (a float array in
-    0..255 is refused rather than silently mis-scaled).
-    """
-    x = torch.as_tensor(np.asarray(images)) if not torch.is_tensor(images) else images.detach().cpu()
-    if x.ndim == 3 and shape[0] == 1:
-        x = x.unsqueeze(1)
-    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape):
-        alt = f" or (N, {shape[1]}, {shape[2]})" if shape[0] == 1 else ""
-        raise ValueError(f"images must have shape (N, {', '.join(map(str, shape))}){alt}, got {tuple(x.shape)}")
-    if x.dtype == torch.uint8:
-        return x.float().div_(127.5).sub_(1.0)
-    if not torch.is_floating_point(x):
-        raise ValueError(f"images must be uint8 (0..255) or float in [-1, 1], got dtype {x.dtype}")
-    x = x.float()
-    if x.numel() and not bool(torch.isfinite(x).all()):
-        raise ValueError("images contain NaN or infinite values")
-    if x.numel() and (float(x.min()) < -1.001 or float(x.max()) > 1.001):
-        raise ValueError(
-            f"float images must lie in [-1, 1], got values in [{float(x.min()):.3g}, {float(x.max()):.3g}] "
-            f"(pass uint8 for 0..255 images)"
-        )
-    return x.clamp(-1.0, 1.0)
-
-
 def _evaluator(evaluator, dataset: str = "mnist"):
     from .evaluator import load_evaluator
 
