@@ -136,8 +136,13 @@ def _cmd_evaluate(args) -> None:
     from .metrics import evaluate_report
 
     evaluator, _ = load_evaluator(args.evaluator, dataset=args.dataset, device=args.device)
-    print(evaluate_report(args.samples, reference=args.reference, evaluator=evaluator, k=args.k,
-                          disk_cache=args.cache_reference, dataset=args.dataset))
+    try:
+        report = evaluate_report(args.samples, reference=args.reference, evaluator=evaluator, k=args.k,
+                                 disk_cache=args.cache_reference, dataset=args.dataset,
+                                 inception_weights=args.inception_weights)
+    except ImportError as err:  # the optional torch-fidelity: the message names the install command
+        raise ValueError(str(err)) from err
+    print(report)
 
 
 def _cmd_classify(args) -> None:
@@ -346,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=_positive_int, default=3, help="neighbours for precision/recall (default 3)")
     p.add_argument("--cache-reference", action="store_true",
                    help="keep the reference features under $MINICFG_DATA/minicfg-cache for later runs")
+    p.add_argument("--inception-weights", default=None, metavar="PATH",
+                   help="also report the standard Inception FID per w, with torch-fidelity (pip install "
+                   "\"minicfg[fid]\") and this local weights file (weights-inception-2015-12-05-6726825d.pth; "
+                   "never downloaded; docs/metrics.md)")
     _add_device(p)
     p.set_defaults(func=_cmd_evaluate)
 

@@ -353,29 +353,53 @@ def load_samples(path, dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray, 
 
 
 def evaluate_npz(path, reference="test", evaluator=None, k: int = 3, disk_cache: bool = False,
-                 dataset: str = "mnist") -> list[dict]:
-    """:func:`evaluate` for each value of ``w`` in a samples NPZ: one dict per w (key ``"w"`` added), by w."""
+                 dataset: str = "mnist", inception_weights=None) -> list[dict]:
+    """:func:`evaluate` for each value of ``w`` in a samples NPZ: one dict per w (key ``"w"`` added), by w.
+
+    With ``inception_weights`` (a local file, see :mod:`minicfg.inception_fid`) each dict also holds
+    ``"inception_fid"``, the standard FID against the same reference, computed on the evaluator's device (cpu when
+    that is neither cuda nor cpu). The weights and torch-fidelity are checked before anything is computed.
+    """
     images, labels, w = load_samples(path, dataset)
     model = _evaluator(evaluator, dataset)
-    return [{"w": float(v), **evaluate(images[w == v], labels[w == v], reference=reference, evaluator=model, k=k,
-                                      disk_cache=disk_cache, dataset=dataset)}
-            for v in np.unique(w)]
+    if inception_weights is not None:
+        from .inception_fid import check_weights, inception_fid, require_torch_fidelity
+
+        require_torch_fidelity()
+        check_weights(inception_weights)
+        device = next(model.parameters()).device
+        device = device if device.type == "cuda" else "cpu"
+    rows = []
+    for v in np.unique(w):
+        row = {"w": float(v), **evaluate(images[w == v], labels[w == v], reference=reference, evaluator=model, k=k,
+                                         disk_cache=disk_cache, dataset=dataset)}
+        if inception_weights is not None:
+            row["inception_fid"] = inception_fid(images[w == v], reference, dataset, inception_weights, device=device)
+        rows.append(row)
+    return rows
 
 
 def format_table(rows: list[dict]) -> str:
     """A small text table of :func:`evaluate_npz` rows."""
+    inception = any("inception_fid" in r for r in rows)
     head = f"{'w':>6} {'n':>6} {'accuracy':>9} {'cFID':>8} {'IS':>6} {'precision':>9} {'recall':>7}"
-    lines = [head]
+    lines = [head + (f" {'FID (Inception)':>15}" if inception else "")]
     for r in rows:
         acc = "-" if r.get("accuracy") is None else f"{r['accuracy']:.3f}"
-        lines.append(f"{r['w']:>6g} {r['n']:>6d} {acc:>9} {r['fid']:>8.3f} {r['inception_score']:>6.2f} "
-                     f"{r['precision']:>9.3f} {r['recall']:>7.3f}")
+        line = (f"{r['w']:>6g} {r['n']:>6d} {acc:>9} {r['fid']:>8.3f} {r['inception_score']:>6.2f} "
+                f"{r['precision']:>9.3f} {r['recall']:>7.3f}")
+        if inception:
+            line += f" {r['inception_fid']:>15.3f}" if r.get("inception_fid") is not None else f" {'-':>15}"
+        lines.append(line)
     return "\n".join(lines)
 
 
 def evaluate_report(path, reference="test", evaluator=None, k: int = 3, disk_cache: bool = False,
-                    dataset: str = "mnist") -> str:
-    """``minicfg evaluate``: :func:`evaluate_npz` of a samples file as a titled text table."""
-    rows = evaluate_npz(path, reference=reference, evaluator=evaluator, k=k, disk_cache=disk_cache, dataset=dataset)
+                    dataset: str = "mnist", inception_weights=None) -> str:
+    """``minicfg evaluate``: :func:`evaluate_npz` of a samples file as a titled text table (with an Inception FID
+    column when ``inception_weights`` is given)."""
+    rows = evaluate_npz(path, reference=reference, evaluator=evaluator, k=k, disk_cache=disk_cache, dataset=dataset,
+                        inception_weights=inception_weights)
+    inception = "; FID (Inception): the standard FID, not comparable with cFID" if inception_weights else ""
     return (f"{path}: classifier metrics vs the {dataset} {reference} set (accuracy: recognised as the requested "
-            f"label; cFID: lower is better; see docs/metrics.md)\n" + format_table(rows))
+            f"label; cFID: lower is better{inception}; see docs/metrics.md)\n" + format_table(rows))
