@@ -13,6 +13,7 @@ How the two FIDs differ, and why the default is the offline one: ``docs/metrics.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def inception_fid(images, reference="test", dataset: str = "mnist", weights=None
     ``images``: uint8 0..255 or float in [-1, 1], (N, C, H, W) of ``dataset``'s image shape (grey images are repeated
     into three channels). ``reference``: "test" or "train" (that split of ``dataset``, read by
     :func:`minicfg.data.load`) or real images in the same form. ``weights``: the local file torch-fidelity's FID
-    extractor loads (:data:`WEIGHTS_FILE`); required. ``device``: "cpu" or "cuda" (None: cuda when available).
+    extractor loads (:data:`WEIGHTS_FILE`); required. ``device``: "cpu", "cuda" or "cuda:N" (None: cuda when available).
     With ``cache`` the statistics of a named reference are kept by torch-fidelity under
     ``$MINICFG_DATA/minicfg-cache/inception/``, keyed by data set, split, size and a hash of the weights file, so the
     reference is passed through Inception once per weights file, not once per call. Both sets need N >= 2.
@@ -129,9 +130,12 @@ def inception_fid(images, reference="test", dataset: str = "mnist", weights=None
         real = to_rgb_uint8(reference, shape)
     if min(len(fake), len(real)) < 2:
         raise ValueError(f"the FID needs at least 2 images in each set, got {len(fake)} and {len(real)}")
-    metrics = fidelity.calculate_metrics(
-        input1=_Images(fake), input2=_Images(real), fid=True, feature_extractor_weights_path=str(weights),
-        cuda=cuda, batch_size=batch_size, verbose=verbose, cache=bool(options), datasets_download=False,
-        save_cpu_ram=True,  # its DataLoader then uses no worker processes: the images are already in memory
-        **options)
+    index = torch.device(device).index if cuda and device is not None else None
+    # torch-fidelity moves its network with .cuda(), onto the current CUDA device: make that the one asked for
+    with torch.cuda.device(index) if index is not None else contextlib.nullcontext():
+        metrics = fidelity.calculate_metrics(
+            input1=_Images(fake), input2=_Images(real), fid=True, feature_extractor_weights_path=str(weights),
+            cuda=cuda, batch_size=batch_size, verbose=verbose, cache=bool(options), datasets_download=False,
+            save_cpu_ram=True,  # its DataLoader then uses no worker processes: the images are already in memory
+            **options)
     return float(metrics[fidelity.KEY_METRIC_FID])
