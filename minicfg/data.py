@@ -246,6 +246,7 @@ register_dataset(Dataset(
     looked_for="cifar-10-batches-py/data_batch_1..5 and test_batch",
     class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
     preset="cifar10", evaluator_preset="cifar10_evaluator", hflip=True,
+    weights={"model": "cifar10.safetensors"},
 ))
 
 

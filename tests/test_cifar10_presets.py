@@ -55,3 +55,19 @@ def test_the_cifar10_evaluator_trains_and_serves_the_metrics(tmp_path, monkeypat
     feats, probs = features_and_probs(images[:5], evaluator=model, dataset="cifar10")
     assert feats.shape == (5, 16) and probs.shape == (5, 10)
     torch.testing.assert_close(probs.sum(1), torch.ones(5, dtype=torch.float64))
+
+
+def test_the_shipped_cifar10_model_is_the_preset_and_samples_colour_images(tmp_path):
+    """`minicfg sample --dataset cifar10` works offline with the weights in the package."""
+    import numpy as np
+
+    model, meta = load_model(dataset="cifar10")
+    assert meta["train"]["dataset"] == "cifar10" and meta["step"] == meta["total_steps"]
+    assert list(model.config.channels) == list(PRESETS["cifar10"]["model"]["channels"])
+    assert model.config.prediction == PRESETS["cifar10"]["objective"]
+    out = tmp_path / "c.npz"
+    assert cli.main(["sample", "--dataset", "cifar10", "--w", "0,3", "--n-per-class", "1", "--n-steps", "3",
+                     "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+    images = np.load(out)["images"]
+    assert images.shape == (20, 3, 32, 32) and images.dtype == np.uint8
+    assert not np.array_equal(images[:10], images[10:])  # w = 3 changes the samples
