@@ -158,6 +158,11 @@ def _is_all(w, value: float) -> bool:
     return float(w) == value
 
 
+def _cond_and_uncond(model, z: torch.Tensor, lam: torch.Tensor, labels: torch.Tensor, null: torch.Tensor):
+    """``(eps(z, c), eps(z))`` from one network call on the doubled batch (conditional rows, then null-label rows)."""
+    return model(torch.cat([z, z]), torch.cat([lam, lam]), torch.cat([labels, null])).chunk(2)
+
+
 @register_guidance("cfg")
 def cfg_eps_fn(model, labels: torch.Tensor, w, num_classes: int | None = None) -> EpsFn:
     """Classifier-free guidance (paper Eq. 6) as an eps-callable ``eps_fn(z, lam)``.
@@ -182,9 +187,7 @@ def cfg_eps_fn(model, labels: torch.Tensor, w, num_classes: int | None = None) -
             return model(z, lam, labels)
         if _is_all(w_now, -1.0):
             return model(z, lam, null)
-        out = model(torch.cat([z, z]), torch.cat([lam, lam]), torch.cat([labels, null]))
-        eps_cond, eps_uncond = out.chunk(2)
-        return cfg(eps_cond, eps_uncond, w_now)
+        return cfg(*_cond_and_uncond(model, z, lam, labels, null), w_now)
 
     return eps_fn
 

@@ -24,7 +24,7 @@ import torch
 
 from ._checks import check_w_spec
 from .diffusion import expand_lam
-from .guidance import _is_all, _num_classes, _w_at, _w_like, cfg, cfg_eps_fn, register_guidance
+from .guidance import _cond_and_uncond, _is_all, _num_classes, _w_at, _w_like, cfg, cfg_eps_fn, register_guidance
 from .schedules import alpha_sigma
 
 __all__ = ["interval_guidance", "rescale_guidance", "rescale_eps", "autoguidance", "lam_from_ve_sigma",
@@ -111,8 +111,7 @@ def rescale_guidance(model, labels: torch.Tensor, w, *, phi: float = 0.7, space:
         w_now = _w_at(w, lam)
         if _is_all(w_now, 0.0) or _is_all(w_now, -1.0) or phi == 0.0:
             return plain(z, lam)
-        out = model(torch.cat([z, z]), torch.cat([lam, lam]), torch.cat([labels, null]))
-        eps_cond, eps_uncond = out.chunk(2)
+        eps_cond, eps_uncond = _cond_and_uncond(model, z, lam, labels, null)
         return rescale_eps(z, lam, eps_cond, cfg(eps_cond, eps_uncond, w_now), phi, space)
 
     return eps_fn

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ._checks import as_images
+from .devices import pick_device
 
 __all__ = ["WEIGHTS_FILE", "INSTALL", "require_torch_fidelity", "check_weights", "to_rgb_uint8", "inception_fid"]
 
@@ -88,15 +89,15 @@ def _file_digest(path: Path) -> str:
 
 
 def _use_cuda(device) -> bool:
+    """Whether torch-fidelity should run on cuda: None means when available; a cuda device must exist
+    (:func:`minicfg.devices.pick_device` says why not); anything but cuda or cpu is refused."""
     if device is None:
         return torch.cuda.is_available()
     kind = torch.device(device).type
     if kind not in ("cuda", "cpu"):
         raise ValueError(f"torch-fidelity runs its network on cuda or cpu only, got device {str(device)!r}: "
                          f"pass device='cpu' (or 'cuda')")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch.cuda.is_available() is False: pass device='cpu'")
-    return kind == "cuda"
+    return pick_device(device).type == "cuda"
 
 
 def inception_fid(images, reference="test", dataset: str = "mnist", weights=None, device=None,
