@@ -164,9 +164,13 @@ def _read_cifar10(root: Path, train: bool, download: bool) -> TensorDataset:
 def cifar10_verification(train: bool = True, root=None) -> str:
     """How the CIFAR-10 split in the data folder was accepted: "file MD5s" (the official files) or "content
     SHA-256" (a re-pickled copy with the official arrays); reads and verifies it if this process has not yet."""
-    _read_cifar10(data_root(root), train, False)
     split, names = ("train", _CIFAR_FILES[:5]) if train else ("test", _CIFAR_FILES[5:])
-    return _CIFAR_VERIFIED[_cifar_key(data_root(root) / "cifar-10-batches-py", split, names)]
+    folder = data_root(root) / "cifar-10-batches-py"
+    key = _cifar_key(folder, split, names) if all((folder / n).is_file() for n in names) else None
+    if key not in _CIFAR_VERIFIED:  # not read (or changed) since: read, which verifies or raises
+        _read_cifar10(data_root(root), train, False)
+        key = _cifar_key(folder, split, names)
+    return _CIFAR_VERIFIED[key]
 
 
 # -- the registry ---------------------------------------------------------------------------------

@@ -184,12 +184,11 @@ def sample_to_file(out, ws, checkpoint=None, dataset: str = "mnist", n_per_class
     :func:`minicfg.devices.pick_device`). Returns (path written, number of samples).
     """
     from .checkpoint import load_model
+    from .devices import pick_device
 
     out = Path(out)
     if out.suffix not in (".png", ".npz"):
         raise ValueError(f"--out must end in .png (a grid) or .npz (arrays), got {out.name!r}")
-    from .devices import pick_device
-
     device = pick_device(device)
     model, _ = load_model(checkpoint, dataset=dataset, device=device)
     options = load_guidance_networks(guidance, options, dataset, device)

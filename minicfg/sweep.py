@@ -157,8 +157,9 @@ def sweep(model, ws, n_per_class: int = 100, n_steps=50, sampler: str = DEFAULT_
         raise ValueError("give at least one w")
     get_sampler(sampler)  # a ValueError naming the registered samplers if unknown
     options = dict(options or {})
-    check_options("guidance", guidance, get_guidance(guidance), options)
-    recorded = {**_option_defaults(get_guidance(guidance)), **options}  # what was run, defaults included
+    builder = get_guidance(guidance)
+    check_options("guidance", guidance, builder, options)
+    recorded = {**_option_defaults(builder), **options}  # what was run, defaults included
     if not isinstance(n_per_class, int) or n_per_class < 1:
         raise ValueError(f"n_per_class must be a positive integer, got {n_per_class!r}")
     labels = class_labels(model.config.num_classes, n_per_class)
@@ -226,14 +227,13 @@ def run_sweep(out, ws, checkpoint=None, dataset: str = "mnist", n_per_class: int
     Returns a one-line summary naming the best point and the files written.
     """
     from .checkpoint import load_model
+    from .devices import pick_device
+    from .evaluator import load_evaluator
     from .sample_files import load_guidance_networks
     from .sweep_plots import save_sweep_figures
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    from .devices import pick_device
-    from .evaluator import load_evaluator
-
     device = pick_device(device)
     model, meta = load_model(checkpoint, dataset=dataset, device=device)
     options = load_guidance_networks(guidance, options, dataset, device)

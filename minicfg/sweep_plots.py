@@ -33,17 +33,18 @@ def _keys(by) -> tuple[str, ...]:
     return (by,) if isinstance(by, str) else tuple(by)
 
 
-def group_rows(rows: list[dict], by="label") -> dict:
+def group_rows(rows: list[dict], by="label", first_seen: bool = False) -> dict:
     """Rows grouped by the value of ``by``, a column or several (e.g. "label", ("label", "n_steps")).
 
-    Keys are the values (a tuple of them for several columns), in sorted order; each group is sorted by w.
+    Keys are the values (a tuple of them for several columns), in sorted order (with ``first_seen``, in the order
+    they first appear in ``rows``); each group is sorted by w.
     """
     keys = _keys(by)
     groups = defaultdict(list)
     for row in rows:
         groups[row[keys[0]] if len(keys) == 1 else tuple(row[k] for k in keys)].append(row)
     try:  # curves in the order of their settings (16 before 32 steps), whatever the order of the rows
-        keys = sorted(groups)
+        keys = list(groups) if first_seen else sorted(groups)
     except TypeError:  # values of mixed types: keep the order of first appearance
         keys = list(groups)
     return {k: sorted(groups[k], key=lambda r: r["w"]) for k in keys}
@@ -144,6 +145,7 @@ def tradeoff_figure(rows: list[dict], by="label", paper: list[dict] | None = Non
     fig.tight_layout()
     return fig
 
+
 def seed_spread(rows: list[dict], metrics=("accuracy", "recall", "fid")) -> dict[str, float]:
     """How much a point moves with its starting noise: for every setting (label, guidance, options, steps, w)
     swept at two or more seeds, the standard deviation over seeds; the largest over those settings (a difference
@@ -175,14 +177,11 @@ def frontier_figure(rows: list[dict], by=("guidance", "options"), names: dict | 
     """
     from matplotlib.figure import Figure
 
-    groups = group_rows(rows, by)
-    legend_rows = -(-len(groups) // 2)
-    fig = Figure(figsize=(12.0, 4.4 + 0.22 * legend_rows), dpi=110)
+    groups = group_rows(rows, by, first_seen=True)  # plain CFG's curve first, if its rows come first
+    legend = 0.22 * -(-len(groups) // 2)  # inches for the legend's rows below the panels, two entries a row
+    height = 4.4 + legend
+    fig = Figure(figsize=(12.0, height), dpi=110)
     axes = fig.subplots(1, 2)
-    first = {}  # curves in the order their methods first appear in ``rows`` (plain CFG first, if it comes first)
-    for i, r in enumerate(rows):
-        first.setdefault(r[by] if isinstance(by, str) else tuple(r[k] for k in by), i)
-    groups = dict(sorted(groups.items(), key=lambda item: first[item[0]]))
     for ax, x, xlabel in ((axes[0], "accuracy", _NAMES["accuracy"]),
                           (axes[1], "recall", "recall (higher is better; falls as w grows)")):
         for key, group in groups.items():
@@ -207,7 +206,7 @@ def frontier_figure(rows: list[dict], by=("guidance", "options"), names: dict | 
     note = "error bars: one standard deviation over starting-noise seeds" if spread else None
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, title=note, title_fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, (0.3 + 0.22 * legend_rows) / (4.4 + 0.22 * legend_rows), 1, 1))
+    fig.tight_layout(rect=(0, (0.3 + legend) / height, 1, 1))
     return fig
 
 
