@@ -22,10 +22,12 @@ schedule, and each draw counts equally. The weightings (:data:`ERROR_WEIGHTINGS`
 
 - ``"training"`` (default): lam from the cosine schedule, the density the model was trained with, so the error
   is the model's own training loss for that label. This is Li et al.'s choice (``t`` uniform, equal weights:
-  eps-MSE under the training density). It puts most draws at moderate noise, where the class is decided.
+  eps-MSE under the training density). It puts fewer than 1 draw in 200 above lam = 10.
 - ``"elbo"``: lam uniform on ``[lam_min, lam_max]``, the weighting of the bound above (a likelihood
   estimate: ``(lam_max - lam_min) / 2 * D * error`` is ``-log p(x | c)`` up to a constant, ``D`` pixels).
-  It spends many draws at the two ends, where the classes barely differ, so it is noisier for the same K.
+  A quarter of its draws lie above lam = 10, where the errors are orders of magnitude larger and a single
+  draw's vote is close to chance, so they dominate the mean: it is far less accurate for the same K (notebook 09
+  measures the votes by lam).
 
 ``docs/zero_shot.md`` measures both on 1,000 MNIST test digits beside the evaluation classifier and the noisy
 classifier. ``minicfg classify IMAGES.npz`` runs :func:`classify_report`.
@@ -40,6 +42,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ._checks import as_images
 from .schedules import alpha_sigma, check_lam_range, log_snr_cosine, log_snr_uniform
 
 __all__ = ["ERROR_WEIGHTINGS", "DEFAULT_WEIGHTING", "noise_draws", "class_errors_per_draw", "class_errors",
@@ -82,8 +85,6 @@ def noise_draws(index: int, shape: tuple[int, ...], n_noise: int, seed: int = 0,
 
 def _as_model_images(model, images) -> torch.Tensor:
     """Images as float in [-1, 1], (N, C, H, W) of the model's shape when it has a config (uint8 0..255 accepted)."""
-    from .metrics import as_images
-
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "image_size"):
         shape = (config.image_channels, config.image_size, config.image_size)
