@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
+from checkpoint_wait import wait_for_step
 
-from minicfg.checkpoint import CheckpointError, load_tensors
+from minicfg.checkpoint import load_tensors
 
 STEPS = 40
 TRAIN = ["train", "--preset", "smoke", "--train-steps", str(STEPS), "--log-every", "1", "--device", "cpu",
@@ -78,17 +78,8 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(runs):
     out = tmp / "killed"
     cmd = [*TORCHRUN, *TRAIN, "--out", str(out), "--checkpoint-every", "0.2"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    ckpt, step_at_kill, deadline = out / "checkpoint.safetensors", 0, time.time() + 180
     try:
-        while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-            if ckpt.exists():
-                try:
-                    step_at_kill = load_tensors(ckpt)[1]["step"]
-                except CheckpointError:
-                    continue
-                if step_at_kill >= 3:
-                    break
+        step_at_kill = wait_for_step(proc, out / "checkpoint.safetensors", 3, timeout=180, poll=0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers, as a crash would
         proc.wait()

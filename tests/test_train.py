@@ -4,11 +4,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from checkpoint_wait import wait_for_step
 
 from minicfg.checkpoint import CheckpointError, load_model, load_tensors
 from minicfg.train import TrainConfig, Trainer, train
@@ -98,17 +98,7 @@ def test_sigkill_then_resume_continues(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt = out / "checkpoint.safetensors"
-    deadline = time.time() + 120
-    step_at_kill = 0
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-        if ckpt.exists():
-            try:
-                step_at_kill = load_tensors(ckpt)[1]["step"]
-            except CheckpointError:
-                continue  # only a half-written file would fail; the rename makes that impossible
-            if step_at_kill >= 3:
-                break
+    step_at_kill = wait_for_step(proc, ckpt, 3, timeout=120, poll=0.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert step_at_kill >= 3, proc.stderr.read().decode()[-2000:]
