@@ -249,7 +249,7 @@ register_dataset(Dataset(
     name="cifar10", image_shape=(3, 32, 32), num_classes=10, reader=_read_cifar10,
     looked_for="cifar-10-batches-py/data_batch_1..5 and test_batch",
     class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-    preset="cifar10", evaluator_preset="cifar10_evaluator", hflip=True,
+    preset="cifar10", evaluator_preset="cifar10_evaluator", hflip=True, subset="cifar10.npz",
     weights={"model": "cifar10.safetensors"},
 ))
 

@@ -25,29 +25,35 @@ def empty_data(tmp_path, monkeypatch):
     return tmp_path / "data"
 
 
-def test_smoke_mode_falls_back_to_the_shipped_subset_and_says_so(empty_data, monkeypatch, capsys):
+SUBSETS = {"mnist": ((1, 28, 28), 2000, 1000), "cifar10": ((3, 32, 32), 500, 500)}  # shape, train, test images
+
+
+@pytest.mark.parametrize("name", sorted(SUBSETS))
+def test_smoke_mode_falls_back_to_the_shipped_subset_and_says_so(name, empty_data, monkeypatch, capsys):
     monkeypatch.setenv("MINICFG_SMOKE", "1")
     monkeypatch.setattr(data, "_ANNOUNCED", set())
-    train = data.mnist(train=True)
-    test = data.mnist(train=False, download=False)
-    data.mnist(train=False)  # announced once per split and process
+    train = data.load(name, train=True)
+    test = data.load(name, train=False, download=False)
+    data.load(name, train=False)  # announced once per split and process
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all("smoke mode uses" in line and str(empty_data) in line for line in lines)
-    for ds, n in ((train, 2000), (test, 1000)):
+    shape, n_train, n_test = SUBSETS[name]
+    for ds, n in ((train, n_train), (test, n_test)):
         images, labels = ds.tensors
-        assert images.shape == (n, 1, 28, 28) and images.dtype == torch.float32 and labels.dtype == torch.int64
+        assert images.shape == (n, *shape) and images.dtype == torch.float32 and labels.dtype == torch.int64
         assert float(images.min()) == -1.0 and float(images.max()) == 1.0
         assert torch.bincount(labels).tolist() == [n // 10] * 10
 
 
-def test_the_subset_is_drawn_from_the_real_data_set():
-    """Every shipped digit is a digit of the official set with its label (needs the full set: CI's mirror)."""
-    if not data.available("mnist", train=False):
-        pytest.skip("the full MNIST set is not in the data folder (`minicfg download --dataset mnist`)")
-    with np.load(data.SUBSET_DIR / "mnist.npz", allow_pickle=False) as f:
+@pytest.mark.parametrize("name", sorted(SUBSETS))
+def test_the_subset_is_drawn_from_the_real_data_set(name):
+    """Every shipped image is an image of the official set with its label (needs the full set: CI's mirror)."""
+    if not data.available(name, train=False):
+        pytest.skip(f"the full {name} set is not in the data folder (`minicfg download --dataset {name}`)")
+    with np.load(data.SUBSET_DIR / f"{name}.npz", allow_pickle=False) as f:
         subset = {split: (f[f"{split}_images"], f[f"{split}_labels"]) for split in ("train", "test")}
     for split, (images, labels) in subset.items():
-        full_x, full_y = data.mnist(train=split == "train").tensors
+        full_x, full_y = data.load(name, train=split == "train").tensors
         full_u8 = ((full_x + 1) * 127.5).round().to(torch.uint8).numpy()
         index = {hashlib.sha1(img.tobytes()).hexdigest(): int(y) for img, y in zip(full_u8, full_y, strict=True)}
         for img, y in zip(images, labels, strict=True):
