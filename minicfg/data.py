@@ -196,6 +196,7 @@ class Dataset:
             original (photos), false where it is not (digits).
         subset: file name inside ``minicfg/subsets/`` of the small shipped subset that smoke mode uses
             when the full data set is absent, or None.
+        title: the name figures and tables print (None: ``name``).
     """
 
     name: str
@@ -209,8 +210,11 @@ class Dataset:
     evaluator_preset: str = "evaluator"
     hflip: bool = False
     subset: str | None = None
+    title: str | None = None
 
     def __post_init__(self):
+        if self.title is None:
+            object.__setattr__(self, "title", self.name)
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes")
         if len(self.image_shape) != 3:
@@ -243,14 +247,14 @@ register_dataset(Dataset(
     weights={"model": "mnist.safetensors", "paper_model": "mnist_eps.safetensors",
              "weak_model": "mnist_weak.safetensors", "noisy_classifier": "mnist_noisy_classifier.safetensors",
              "evaluator": "mnist_evaluator.safetensors"},
-    preset="default", evaluator_preset="evaluator", hflip=False, subset="mnist.npz",
+    preset="default", evaluator_preset="evaluator", hflip=False, subset="mnist.npz", title="MNIST",
 ))
 register_dataset(Dataset(
     name="cifar10", image_shape=(3, 32, 32), num_classes=10, reader=_read_cifar10,
     looked_for="cifar-10-batches-py/data_batch_1..5 and test_batch",
     class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-    preset="cifar10", evaluator_preset="cifar10_evaluator", hflip=True, subset="cifar10.npz",
-    weights={"model": "cifar10.safetensors"},
+    preset="cifar10", evaluator_preset="cifar10_evaluator", hflip=True, subset="cifar10.npz", title="CIFAR-10",
+    weights={"model": "cifar10.safetensors", "evaluator": "cifar10_evaluator.safetensors"},
 ))
 
 
