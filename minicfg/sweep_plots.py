@@ -276,6 +276,23 @@ def _table(rows, row_keys, others, steps, metric):
     return table, labels, steps
 
 
+def _spaced_labels(ax, ticks, min_gap: float = 0.09) -> list[str]:
+    """Tick labels with those that would crowd a neighbour left blank (the tick stays): walking left to right, a
+    label is written when its tick lies at least ``min_gap`` of the axis' scaled span from the last written one;
+    the two ends are always written (the last one displaces a crowding neighbour)."""
+    pos = list(ax.xaxis.get_transform().transform(ticks))  # on the axis' scale (symlog or log), not the data
+    span = (max(pos) - min(pos)) or 1.0
+    kept = []
+    for i, p in enumerate(pos):
+        if not kept or p - pos[kept[-1]] >= min_gap * span:
+            kept.append(i)
+    if kept[-1] != len(pos) - 1:
+        if len(kept) > 1 and pos[-1] - pos[kept[-1]] < min_gap * span:
+            kept.pop()
+        kept.append(len(pos) - 1)
+    return [f"{t:g}" if i in kept else "" for i, t in enumerate(ticks)]
+
+
 def metrics_figure(rows: list[dict], by="label", metrics=("accuracy", "fid", "precision", "recall"), x: str = "w"):
     """Each metric against ``x`` (w on a symmetric-log axis so that w = 0 shows, or "n_steps" on a log axis),
     one line per value of ``by``. FID here is the classifier FID of the evaluation network."""
@@ -293,7 +310,7 @@ def metrics_figure(rows: list[dict], by="label", metrics=("accuracy", "fid", "pr
         else:
             ax.set_xscale("log", base=2)
         ticks = sorted({r[x] for r in rows})
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=7)
+        ax.set_xticks(ticks, _spaced_labels(ax, ticks), fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
         ax.minorticks_off()
         ax.set_xlabel("sampling steps (log scale)" if x == "n_steps" else x, fontsize=8)
@@ -305,13 +322,13 @@ def metrics_figure(rows: list[dict], by="label", metrics=("accuracy", "fid", "pr
 
 
 def save_sweep_figures(rows: list[dict], out, by=None, paper: list[dict] | None = None,
-                       is_max: float | None = None) -> list[Path]:
+                       is_max: float | None = None, title: str = "MNIST") -> list[Path]:
     """Draw a sweep's rows as ``minicfg sweep`` does; returns the two paths written.
 
     ``OUT/fid_vs_is.png`` is :func:`tradeoff_figure` (a table for a sweep over steps) and ``OUT/metrics_vs_w.png``
     :func:`metrics_figure` (``metrics_vs_steps.png``, one line per w, for a sweep over steps). One curve per setting:
     by the columns that differ between the rows, unless ``by`` says otherwise. ``is_max`` is the number of classes,
-    the ceiling of IS.
+    the ceiling of IS; ``title`` the data set's name in the figures' titles.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -320,6 +337,6 @@ def save_sweep_figures(rows: list[dict], out, by=None, paper: list[dict] | None 
     by = by or [c for c in varies if c != "w"] or "label"
     x, x_by = ("n_steps", [c for c in varies if c != "n_steps"] or "label") if "n_steps" in varies else ("w", by)
     paths = [out / "fid_vs_is.png", out / f"metrics_vs_{'steps' if x == 'n_steps' else x}.png"]
-    tradeoff_figure(rows, by=by, paper=paper, is_max=is_max).savefig(paths[0])
+    tradeoff_figure(rows, by=by, paper=paper, is_max=is_max, title=f"{title} (classifier features)").savefig(paths[0])
     metrics_figure(rows, by=x_by, x=x).savefig(paths[1])
     return paths

@@ -12,7 +12,7 @@ from minicfg.checkpoint import load_model
 from minicfg.generate import class_labels, generate
 from minicfg.metrics import evaluate
 from minicfg.sweep import best_row, paper_results, read_csv, sweep, write_csv
-from minicfg.sweep_plots import group_rows, metrics_figure, tradeoff_figure
+from minicfg.sweep_plots import group_rows, metrics_figure, save_sweep_figures, tradeoff_figure
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +179,28 @@ def test_figures_draw_one_curve_per_group():
     assert len(metrics_figure(rows, by="label").axes) == 4
     by_w = metrics_figure(rows, by="w", x="n_steps").axes[0]
     assert len(by_w.lines) == 2 and list(by_w.lines[0].get_xdata()) == [16, 16, 32, 32]
+
+
+def test_crowded_w_ticks_keep_both_ends_and_never_overlap(tmp_path, monkeypatch):
+    """CIFAR-10's sweep has w = 1, 1.5, 2, 2.5, 3, 4, 6 close together on the symlog axis: some labels are left
+    blank, 0 and the largest w are always written, and the data set's name is in the figures' titles."""
+    rows = [{"label": "a", "n_steps": 50, "w": w, "fid": 10.0, "inception_score": 3.0, "accuracy": 0.9,
+             "precision": 0.8, "recall": 0.5} for w in (0, 0.3, 1, 1.5, 2, 2.5, 3, 4, 6)]
+    ax = metrics_figure(rows).axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    written = [float(t) for t in labels if t]
+    assert labels[0] == "0" and labels[-1] == "6" and 4 <= len(written) < len(labels)
+    pos = ax.xaxis.get_transform().transform(written)
+    assert min(pos[1:] - pos[:-1]) >= 0.09 * (pos[-1] - pos[0]) - 1e-12
+    sparse = [dict(r, w=w) for r, w in zip(rows, (0, 0.1, 0.3, 0.5, 1, 2, 4), strict=False)]
+    assert all(t.get_text() for t in metrics_figure(sparse).axes[0].get_xticklabels())  # MNIST's ws: all written
+    import minicfg.sweep_plots as plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "tradeoff_figure", lambda *a, **kw: drawn.append(tradeoff_figure(*a, **kw)) or drawn[-1])
+    save_sweep_figures(rows, tmp_path, title="CIFAR-10")
+    assert drawn[0].axes[0].get_title().startswith("CIFAR-10 (classifier features)")
+    assert (tmp_path / "fid_vs_is.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_cli_sweep_writes_csv_and_figures(tmp_path, mnist_test):
