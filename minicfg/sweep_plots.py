@@ -286,10 +286,11 @@ def _spaced_labels(ax, ticks, min_gap: float = 0.09) -> list[str]:
     for i, p in enumerate(pos):
         if not kept or p - pos[kept[-1]] >= min_gap * span:
             kept.append(i)
-    if kept[-1] != len(pos) - 1:
-        if len(kept) > 1 and pos[-1] - pos[kept[-1]] < min_gap * span:
+    if kept[-1] != len(pos) - 1:  # the last tick was crowded out: it takes the place of the label before it
+        if len(kept) > 1:  # (never the first)
             kept.pop()
         kept.append(len(pos) - 1)
+    kept = set(kept)
     return [f"{t:g}" if i in kept else "" for i, t in enumerate(ticks)]
 
 
