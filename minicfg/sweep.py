@@ -24,7 +24,6 @@ import torch
 
 from ._checks import check_options, check_w
 from .checkpoint import atomic_write_bytes
-from .data import get_dataset
 from .generate import class_labels, generate
 from .guidance import DEFAULT_GUIDANCE, get_guidance
 from .metrics import evaluate
@@ -246,7 +245,7 @@ def run_sweep(out, ws, checkpoint=None, dataset: str = "mnist", n_per_class: int
                  guidance=guidance, options=options)
     every = read_csv(csv_path)  # this sweep and any earlier ones written to the same folder
     figures = save_sweep_figures(every, out, by=by, paper=None if paper is None else paper_results(paper),
-                                 is_max=model.config.num_classes, title=get_dataset(dataset).title)
+                                 is_max=model.config.num_classes, dataset=dataset)
     best = best_row(rows)
     return (f"best cFID of this sweep: {best['fid']:.2f} at w={best['w']:g} ({best['n_steps']} steps); wrote "
             f"{csv_path} ({len(every)} rows), " + " and ".join(str(f) for f in figures))

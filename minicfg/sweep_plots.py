@@ -323,14 +323,16 @@ def metrics_figure(rows: list[dict], by="label", metrics=("accuracy", "fid", "pr
 
 
 def save_sweep_figures(rows: list[dict], out, by=None, paper: list[dict] | None = None,
-                       is_max: float | None = None, title: str = "MNIST") -> list[Path]:
+                       is_max: float | None = None, dataset: str = "mnist") -> list[Path]:
     """Draw a sweep's rows as ``minicfg sweep`` does; returns the two paths written.
 
     ``OUT/fid_vs_is.png`` is :func:`tradeoff_figure` (a table for a sweep over steps) and ``OUT/metrics_vs_w.png``
     :func:`metrics_figure` (``metrics_vs_steps.png``, one line per w, for a sweep over steps). One curve per setting:
     by the columns that differ between the rows, unless ``by`` says otherwise. ``is_max`` is the number of classes,
-    the ceiling of IS; ``title`` the data set's name in the figures' titles.
+    the ceiling of IS; ``dataset`` names the data set, whose record's ``title`` the figures print.
     """
+    from .data import get_dataset
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     varies = [c for c in ("label", "guidance", "options", "n_steps", "sampler", "seed", "w")
@@ -338,6 +340,7 @@ def save_sweep_figures(rows: list[dict], out, by=None, paper: list[dict] | None 
     by = by or [c for c in varies if c != "w"] or "label"
     x, x_by = ("n_steps", [c for c in varies if c != "n_steps"] or "label") if "n_steps" in varies else ("w", by)
     paths = [out / "fid_vs_is.png", out / f"metrics_vs_{'steps' if x == 'n_steps' else x}.png"]
-    tradeoff_figure(rows, by=by, paper=paper, is_max=is_max, title=f"{title} (classifier features)").savefig(paths[0])
+    title = f"{get_dataset(dataset).title} (classifier features)"
+    tradeoff_figure(rows, by=by, paper=paper, is_max=is_max, title=title).savefig(paths[0])
     metrics_figure(rows, by=x_by, x=x).savefig(paths[1])
     return paths

@@ -198,7 +198,7 @@ def test_crowded_w_ticks_keep_both_ends_and_never_overlap(tmp_path, monkeypatch)
 
     drawn = []
     monkeypatch.setattr(plots, "tradeoff_figure", lambda *a, **kw: drawn.append(tradeoff_figure(*a, **kw)) or drawn[-1])
-    save_sweep_figures(rows, tmp_path, title="CIFAR-10")
+    save_sweep_figures(rows, tmp_path, dataset="cifar10")
     assert drawn[0].axes[0].get_title().startswith("CIFAR-10 (classifier features)")
     assert (tmp_path / "fid_vs_is.png").read_bytes()[:4] == b"\x89PNG"
 
