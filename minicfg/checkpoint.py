@@ -160,17 +160,18 @@ def _check_dataset(path: Path, meta: dict, role: str, dataset: str) -> None:
 
     record, theirs = get_dataset(dataset), trained_on(meta)
     flag = "--evaluator" if role == "evaluator" else "--checkpoint"
+    a = "an" if role[0] in "aeiou" else "a"
     if theirs is not None and theirs != record.name:
         raise CheckpointError(
-            f"{path} holds a {role} trained on {theirs}, not on {record.name}: pass --dataset {theirs} to use it, "
-            f"or a {role} trained on {record.name} (leave out {flag} for the shipped one)")
+            f"{path} holds {a} {role} trained on {theirs}, not on {record.name}: pass --dataset {theirs} to use it, "
+            f"or {a} {role} trained on {record.name} (leave out {flag} for the shipped one)")
     config = meta.get("model", {})
     shape = (config.get("image_channels"), config.get("image_size"), config.get("image_size"))
     if theirs is None and None not in shape and shape != tuple(record.image_shape):
         raise CheckpointError(
-            f"{path} holds a {role} of {' x '.join(map(str, shape))} images, not of {record.name}'s "
-            f"{' x '.join(map(str, record.image_shape))}: pass the --dataset it was trained on, or a {role} trained "
-            f"on {record.name} (leave out {flag} for the shipped one)")
+            f"{path} holds {a} {role} of {' x '.join(map(str, shape))} images, not of {record.name}'s "
+            f"{' x '.join(map(str, record.image_shape))}: pass the --dataset it was trained on, or {a} {role} "
+            f"trained on {record.name} (leave out {flag} for the shipped one)")
 
 
 def load_model(path=None, dataset: str | None = None, role: str = "model",
