@@ -154,8 +154,9 @@ def trained_on(meta: dict) -> str | None:
     return None
 
 
-def _check_dataset(path: Path, meta: dict, role: str, dataset: str) -> None:
-    """Refuse a file trained on another data set than ``dataset`` (by its record, else by its image shape)."""
+def _check_dataset(path: Path, meta: dict, config, role: str, dataset: str) -> None:
+    """Refuse a file trained on another data set than ``dataset``: by the data set its metadata records, else by
+    the image shape of its network's ``config``."""
     from .data import get_dataset
 
     record, theirs = get_dataset(dataset), trained_on(meta)
@@ -165,8 +166,8 @@ def _check_dataset(path: Path, meta: dict, role: str, dataset: str) -> None:
         raise CheckpointError(
             f"{path} holds {a} {role} trained on {theirs}, not on {record.name}: pass --dataset {theirs} to use it, "
             f"or {a} {role} trained on {record.name} (leave out {flag} for the shipped one)")
-    config = meta.get("model", {})
-    shape = (config.get("image_channels"), config.get("image_size"), config.get("image_size"))
+    size = getattr(config, "image_size", None)
+    shape = (getattr(config, "image_channels", None), size, size)
     if theirs is None and None not in shape and shape != tuple(record.image_shape):
         raise CheckpointError(
             f"{path} holds {a} {role} of {' x '.join(map(str, shape))} images, not of {record.name}'s "
@@ -207,14 +208,14 @@ def load_model(path=None, dataset: str | None = None, role: str = "model",
         is_role = next((r for r, archs in ROLES.items() if arch in archs), arch)
         raise CheckpointError(f"{path} holds the weights of a {is_role!r} network (architecture {arch!r}), not of "
                               f"a {role!r} network; pass a {role} checkpoint here")
-    if dataset is not None:
-        _check_dataset(path, meta, role, dataset)
     prefix = "ema." if any(k.startswith("ema.") for k in tensors) else ""
     state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)} if prefix else tensors
     try:
         model = build_model(meta["model"])
     except ValueError as err:
         raise CheckpointError(f"{path}: {err}") from err
+    if dataset is not None:
+        _check_dataset(path, meta, model.config, role, dataset)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

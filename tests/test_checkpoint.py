@@ -92,6 +92,11 @@ def test_a_file_of_another_data_set_is_refused_when_a_data_set_is_named(saved, t
     with pytest.raises(CheckpointError, match="holds an evaluator trained on cifar10, not on mnist.*leave out "
                                               "--evaluator"):
         load_model(_shipped("cifar10_evaluator"), dataset="mnist", role="evaluator")
+    # the shipped MNIST evaluator records a description, not a name, and its config only the non-default settings:
+    # the shape comes from the network built from it
+    with pytest.raises(CheckpointError, match="holds an evaluator of 1 x 28 x 28 images, not of cifar10's"):
+        load_model(_shipped("mnist_evaluator"), dataset="cifar10", role="evaluator")
+    assert load_model(_shipped("mnist_evaluator"), dataset="mnist", role="evaluator")
 
 
 def _shipped(name):
