@@ -28,6 +28,7 @@ __all__ = [
     "load_tensors",
     "save_weights",
     "load_model",
+    "trained_on",
     "shipped_weights",
     "fingerprint",
 ]
@@ -142,13 +143,47 @@ def fingerprint(weights: dict[str, torch.Tensor] | torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_model(path=None, dataset: str = "mnist", role: str = "model", device="cpu") -> tuple[torch.nn.Module, dict]:
+def trained_on(meta: dict) -> str | None:
+    """The registered data set a weights file's metadata says it was trained on (``dataset``, or the recipe's),
+    or None where it names none (older files hold a description there instead of a name)."""
+    from .data import DATASETS
+
+    for name in (meta.get("dataset"), (meta.get("train") or {}).get("dataset")):
+        if isinstance(name, str) and name in DATASETS:
+            return name
+    return None
+
+
+def _check_dataset(path: Path, meta: dict, config, role: str, dataset: str) -> None:
+    """Refuse a file trained on another data set than ``dataset``: by the data set its metadata records, else by
+    the image shape of its network's ``config``."""
+    from .data import get_dataset
+
+    record, theirs = get_dataset(dataset), trained_on(meta)
+    flag = "--evaluator" if role == "evaluator" else "--checkpoint"
+    a = "an" if role[0] in "aeiou" else "a"
+    if theirs is not None and theirs != record.name:
+        raise CheckpointError(
+            f"{path} holds {a} {role} trained on {theirs}, not on {record.name}: pass --dataset {theirs} to use it, "
+            f"or {a} {role} trained on {record.name} (leave out {flag} for the shipped one)")
+    size = getattr(config, "image_size", None)
+    shape = (getattr(config, "image_channels", None), size, size)
+    if theirs is None and None not in shape and shape != tuple(record.image_shape):
+        raise CheckpointError(
+            f"{path} holds {a} {role} of {' x '.join(map(str, shape))} images, not of {record.name}'s "
+            f"{' x '.join(map(str, record.image_shape))}: pass the --dataset it was trained on, or {a} {role} "
+            f"trained on {record.name} (leave out {flag} for the shipped one)")
+
+
+def load_model(path=None, dataset: str | None = None, role: str = "model",
+               device="cpu") -> tuple[torch.nn.Module, dict]:
     """The one way every saved network is read: build it from its stored config and load its weights.
 
     ``path`` may be a weights file, a training checkpoint (its EMA weights are used), a training folder,
-    or None for the shipped weights of ``dataset`` in ``role`` ("model": the diffusion model,
+    or None for the shipped weights of ``dataset`` (default mnist) in ``role`` ("model": the diffusion model,
     "noisy_classifier": the classifier of classifier guidance, "evaluator": the evaluation classifier of
-    the metrics). A file made for another role is refused with a message that says what it is. Files
+    the metrics). A file made for another role is refused with a message that says what it is; so is a
+    ``path`` trained on another data set than a ``dataset`` given with it (as the commands give it). Files
     are read once per process (and again only when they change); every call returns a fresh network in
     eval mode, with ``.fingerprint``, a short hash of its weights. Returns (network, metadata).
 
@@ -158,7 +193,9 @@ def load_model(path=None, dataset: str = "mnist", role: str = "model", device="c
     """
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; choose one of {sorted(ROLES)}")
-    path = shipped_weights(dataset, role) if path is None else Path(path)
+    if path is None:
+        path, dataset = shipped_weights(dataset or "mnist", role), None
+    path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.safetensors"
     if not path.is_file():
@@ -177,6 +214,8 @@ def load_model(path=None, dataset: str = "mnist", role: str = "model", device="c
         model = build_model(meta["model"])
     except ValueError as err:
         raise CheckpointError(f"{path}: {err}") from err
+    if dataset is not None:
+        _check_dataset(path, meta, model.config, role, dataset)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -134,11 +134,13 @@ def _cmd_sample(args) -> None:
 def _cmd_evaluate(args) -> None:
     from .evaluator import load_evaluator
     from .metrics import evaluate_report
+    from .sample_files import npz_dataset
 
-    evaluator, _ = load_evaluator(args.evaluator, dataset=args.dataset, device=args.device)
+    dataset = npz_dataset(args.samples, args.dataset)
+    evaluator, _ = load_evaluator(args.evaluator, dataset=dataset, device=args.device)
     try:
         report = evaluate_report(args.samples, reference=args.reference, evaluator=evaluator, k=args.k,
-                                 disk_cache=args.cache_reference, dataset=args.dataset,
+                                 disk_cache=args.cache_reference, dataset=dataset,
                                  inception_weights=args.inception_weights)
     except ImportError as err:  # the optional torch-fidelity: the message names the install command
         raise ValueError(str(err)) from err
@@ -201,8 +203,13 @@ def _first_line(fn) -> str:
     return (fn.__doc__ or "").strip().splitlines()[0].rstrip(".") if fn.__doc__ else ""
 
 
-def _add_dataset(p, datasets) -> None:
-    p.add_argument("--dataset", choices=list(datasets), default="mnist", help="data set (default mnist)")
+def _add_dataset(p, datasets, of_file: bool = False) -> None:
+    if of_file:  # the NPZ says which data set its images belong to (minicfg sample writes it)
+        p.add_argument("--dataset", choices=list(datasets), default=None,
+                       help="data set of the images (default: the one the file records, else mnist; a file that "
+                       "records another one is refused)")
+    else:
+        p.add_argument("--dataset", choices=list(datasets), default="mnist", help="data set (default mnist)")
 
 
 def _add_device(p) -> None:
@@ -342,9 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score samples (an NPZ from `minicfg sample`) with offline metrics",
                        description="For each w in SAMPLES.npz: label accuracy, classifier FID, inception score, "
                        "precision and recall, all from the shipped evaluator of --dataset (docs/metrics.md says "
-                       "what they can and cannot tell).")
+                       "what they can and cannot tell). The data set is the one the file records.")
     p.add_argument("samples", help="NPZ with images (uint8 N x C x H x W), labels and w, from `minicfg sample`")
-    _add_dataset(p, datasets)
+    _add_dataset(p, datasets, of_file=True)
     p.add_argument("--reference", choices=["test", "train"], default="test",
                    help="real images to compare with (default: the test split)")
     p.add_argument("--evaluator", default=None, help="evaluator weights (default: the shipped ones)")
@@ -367,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "the accuracy when the file has labels. See minicfg.zero_shot and docs/zero_shot.md.")
     p.add_argument("images", help="NPZ with images (uint8 N x C x H x W) and optionally labels, e.g. from "
                    "`minicfg sample --out FILE.npz`")
-    _add_dataset(p, datasets)
+    _add_dataset(p, datasets, of_file=True)
     p.add_argument("--checkpoint", default=None, help="weights file or training folder (default: the shipped model)")
     p.add_argument("--n-noise", type=_positive_int, default=16,
                    help="(lam, eps) draws per image, shared by the classes (default 16; cost is N x classes x K "

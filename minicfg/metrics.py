@@ -339,11 +339,12 @@ def evaluate(images, labels=None, reference="test", evaluator=None, k: int = 3, 
     }
 
 
-def load_samples(path, dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_samples(path, dataset: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read and check an NPZ of samples: ``images`` uint8 (N, C, H, W), ``labels`` int (N,), ``w`` float (N,),
     all required (:func:`minicfg.sample_files.read_npz`; the null label counts as a label here).
 
-    The image shape and the label range come from ``dataset``'s registry record. Any problem (not an NPZ, a
+    The image shape and the label range come from the registry record of the data set the file records, else
+    ``dataset``, else mnist (a file recording another data set than ``dataset`` is refused). Any problem (not an NPZ, a
     missing key, a wrong dtype or shape) raises a one-line ValueError.
     """
     from .sample_files import read_npz
@@ -353,13 +354,17 @@ def load_samples(path, dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray, 
 
 
 def evaluate_npz(path, reference="test", evaluator=None, k: int = 3, disk_cache: bool = False,
-                 dataset: str = "mnist", inception_weights=None) -> list[dict]:
-    """:func:`evaluate` for each value of ``w`` in a samples NPZ: one dict per w (key ``"w"`` added), by w.
+                 dataset: str | None = None, inception_weights=None) -> list[dict]:
+    """:func:`evaluate` for each value of ``w`` in a samples NPZ: one dict per w (key ``"w"`` added), by w. The
+    data set is the one the file records (`minicfg sample` writes it), else ``dataset``, else mnist.
 
     With ``inception_weights`` (a local file, see :mod:`minicfg.inception_fid`) each dict also holds
     ``"inception_fid"``, the standard FID against the same reference, computed on the evaluator's device (cpu when
     that is neither cuda nor cpu). The weights and torch-fidelity are checked before anything is computed.
     """
+    from .sample_files import npz_dataset
+
+    dataset = npz_dataset(path, dataset)
     images, labels, w = load_samples(path, dataset)
     model = _evaluator(evaluator, dataset)
     if inception_weights is not None:
@@ -395,9 +400,12 @@ def format_table(rows: list[dict]) -> str:
 
 
 def evaluate_report(path, reference="test", evaluator=None, k: int = 3, disk_cache: bool = False,
-                    dataset: str = "mnist", inception_weights=None) -> str:
+                    dataset: str | None = None, inception_weights=None) -> str:
     """``minicfg evaluate``: :func:`evaluate_npz` of a samples file as a titled text table (with an Inception FID
     column when ``inception_weights`` is given)."""
+    from .sample_files import npz_dataset
+
+    dataset = npz_dataset(path, dataset)
     rows = evaluate_npz(path, reference=reference, evaluator=evaluator, k=k, disk_cache=disk_cache, dataset=dataset,
                         inception_weights=inception_weights)
     inception = "; FID (Inception): the standard FID, not comparable with cFID" if inception_weights else ""

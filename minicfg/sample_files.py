@@ -11,7 +11,8 @@ import torch
 from .generate import class_labels, generate_grid
 from .guidance import DEFAULT_GUIDANCE
 
-__all__ = ["to_uint8", "grid_figure", "save_grid", "save_npz", "read_npz", "sample_to_file", "load_guidance_networks"]
+__all__ = ["to_uint8", "grid_figure", "save_grid", "save_npz", "npz_dataset", "read_npz", "sample_to_file",
+           "load_guidance_networks"]
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -78,14 +79,17 @@ def save_grid(panels: dict[float, torch.Tensor], n_per_class: int, path, title: 
     return path
 
 
-def save_npz(panels: dict[float, torch.Tensor], labels: torch.Tensor, path) -> Path:
-    """Write ``images`` (uint8 N x C x H x W), ``labels`` (int64 N) and ``w`` (float32 N) for evaluation."""
+def save_npz(panels: dict[float, torch.Tensor], labels: torch.Tensor, path, dataset: str | None = None) -> Path:
+    """Write ``images`` (uint8 N x C x H x W), ``labels`` (int64 N) and ``w`` (float32 N) for evaluation, and
+    ``dataset`` (the data set's registry name, a string) when given, so that `minicfg evaluate` and `minicfg
+    classify` know which data set the images belong to."""
     path = Path(path)
     images = np.concatenate([to_uint8(x) for x in panels.values()])
     all_labels = np.concatenate([labels.numpy().astype(np.int64)] * len(panels))
     ws = np.concatenate([np.full(labels.shape[0], w, dtype=np.float32) for w in panels])
+    extra = {} if dataset is None else {"dataset": np.array(dataset)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, images=images, labels=all_labels, w=ws)
+    np.savez_compressed(path, images=images, labels=all_labels, w=ws, **extra)
     return path
 
 
@@ -100,17 +104,57 @@ def _hint(require) -> str:
             + ", as `minicfg sample --out FILE.npz` writes")
 
 
-def read_npz(path, dataset: str = "mnist", require=("images",), null_label: bool = True) -> dict:
-    """Read and check an NPZ of images as :func:`save_npz` writes it: ``images`` uint8 (N, C, H, W) of
-    ``dataset``'s shape, ``labels`` int (N,) and ``w`` float (N,); the keys in ``require`` must be there, the
-    others may be. Labels lie in 0..num_classes-1, or also num_classes (the null label) when ``null_label``.
+def _recorded_dataset(path: Path, npz) -> str | None:
+    """The data set name an open NPZ records (key ``dataset``), checked to be a registered one; None if absent."""
+    from .data import DATASETS
 
-    Returns ``{"images": uint8 array, "labels": int64 array or None, "w": float64 array or None}``. Any problem
-    (no file, not an NPZ, a missing key, a wrong dtype, shape or range) raises a one-line error naming the fix.
+    if "dataset" not in npz.files:
+        return None
+    try:
+        value = npz["dataset"]
+    except _READ_ERRORS as err:
+        raise ValueError(f"{path} is corrupt ({_one_line(err)})") from err
+    name = str(value) if value.shape == () and value.dtype.kind == "U" else None
+    if name not in DATASETS:
+        raise ValueError(f"{path}: its dataset entry must name one of {sorted(DATASETS)}, got {value!r}; delete the "
+                         f"entry, or write the file again with `minicfg sample --dataset NAME --out FILE.npz`")
+    return name
+
+
+def _resolve_dataset(path: Path, recorded: str | None, dataset: str | None) -> str:
+    if recorded is not None and dataset is not None and recorded != dataset:
+        raise ValueError(f"{path} holds {recorded} images (recorded by `minicfg sample`), but --dataset {dataset} was "
+                         f"given: leave out --dataset, or pass --dataset {recorded}")
+    return recorded or dataset or "mnist"
+
+
+def npz_dataset(path, dataset: str | None = None) -> str:
+    """The data set of an NPZ's images: the one recorded in it (`minicfg sample` writes ``dataset``), which a
+    ``dataset`` given as well must equal (else a ValueError naming both); ``dataset`` where the file records none;
+    else mnist. A file that cannot be read is left for :func:`read_npz` to report."""
+    path = Path(path)
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (*_READ_ERRORS, FileNotFoundError):
+        return dataset or "mnist"
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        return dataset or "mnist"
+    with npz:
+        return _resolve_dataset(path, _recorded_dataset(path, npz), dataset)
+
+
+def read_npz(path, dataset: str | None = None, require=("images",), null_label: bool = True) -> dict:
+    """Read and check an NPZ of images as :func:`save_npz` writes it: ``images`` uint8 (N, C, H, W) of its data
+    set's shape, ``labels`` int (N,) and ``w`` float (N,); the keys in ``require`` must be there, the others may
+    be. Labels lie in 0..num_classes-1, or also num_classes (the null label) when ``null_label``. The data set is
+    the one the file records, else ``dataset``, else mnist (:func:`npz_dataset`; a disagreement is an error).
+
+    Returns ``{"images": uint8 array, "labels": int64 array or None, "w": float64 array or None, "dataset": the
+    data set's name}``. Any problem (no file, not an NPZ, a missing key, a wrong dtype, shape or range, another
+    data set than ``dataset``) raises a one-line error naming the fix.
     """
     from .data import get_dataset
 
-    record = get_dataset(dataset)
     path = Path(path)
     hint = _hint(require)
     if not path.is_file():
@@ -122,6 +166,7 @@ def read_npz(path, dataset: str = "mnist", require=("images",), null_label: bool
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise ValueError(f"{path} holds a single array, not an .npz archive; {hint}")
     with npz:
+        record = get_dataset(_resolve_dataset(path, _recorded_dataset(path, npz), dataset))
         missing = [key for key in ("images", "labels", "w") if key in require and key not in npz.files]
         if missing:
             raise ValueError(f"{path} lacks {', '.join(missing)} (it holds {', '.join(npz.files) or 'nothing'}); "
@@ -152,6 +197,7 @@ def read_npz(path, dataset: str = "mnist", require=("images",), null_label: bool
         if w.shape != (n,) or not np.issubdtype(w.dtype, np.floating) or not np.isfinite(w).all():
             raise ValueError(f"{path}: w must be finite floats of shape ({n},), got {w.dtype} {w.shape}")
         out["w"] = w.astype(np.float64)
+    out["dataset"] = record.name
     return out
 
 
@@ -178,7 +224,8 @@ def sample_to_file(out, ws, checkpoint=None, dataset: str = "mnist", n_per_class
                    **options) -> tuple[Path, int]:
     """``minicfg sample``: guided samples at every w from the same noise into ``out`` (.png grid or .npz arrays).
 
-    ``checkpoint`` is a weights file or training folder (None: the shipped model of ``dataset``); the
+    ``checkpoint`` is a weights file or training folder (None: the shipped model of ``dataset``; a file trained on
+    another data set is refused); an NPZ records ``dataset`` beside the images; the
     remaining ``options`` (``n_steps``, ``sampler``, and the guidance's and sampler's own options) go to
     :func:`minicfg.generate.generate_grid`. The networks run on ``device`` (None: the best available, see
     :func:`minicfg.devices.pick_device`). Returns (path written, number of samples).
@@ -197,5 +244,5 @@ def sample_to_file(out, ws, checkpoint=None, dataset: str = "mnist", n_per_class
     if out.suffix == ".png":
         save_grid(panels, n_per_class, out)
     else:
-        save_npz(panels, class_labels(model.config.num_classes, n_per_class), out)
+        save_npz(panels, class_labels(model.config.num_classes, n_per_class), out, dataset=dataset)
     return out, sum(len(x) for x in panels.values())

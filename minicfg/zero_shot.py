@@ -169,25 +169,28 @@ def classify(model, images, **options) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # -- the `minicfg classify` command ------------------------------------------------------------------------------
-def load_images(path, dataset: str = "mnist") -> tuple[np.ndarray, np.ndarray | None]:
-    """Read and check an NPZ for classification: ``images`` uint8 (N, C, H, W) of ``dataset``'s shape and, if the
-    file has them, ``labels`` (N,) in 0..num_classes-1 (else None), through :func:`minicfg.sample_files.read_npz`.
-    Problems raise a one-line error."""
+def load_images(path, dataset: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read and check an NPZ for classification: ``images`` uint8 (N, C, H, W) of the shape of the data set the
+    file records (else ``dataset``, else mnist) and, if the file has them, ``labels`` (N,) in 0..num_classes-1
+    (else None), through :func:`minicfg.sample_files.read_npz`. Problems raise a one-line error."""
     from .sample_files import read_npz
 
     arrays = read_npz(path, dataset, null_label=False)
     return arrays["images"], arrays["labels"]
 
 
-def classify_file(path, checkpoint=None, dataset: str = "mnist", progress: bool = False, device=None,
+def classify_file(path, checkpoint=None, dataset: str | None = None, progress: bool = False, device=None,
                   **options) -> tuple[np.ndarray | None, torch.Tensor, torch.Tensor, float]:
     """Zero-shot classification of the images in an NPZ by a diffusion model (``checkpoint``: a weights file or
-    training folder, None for the shipped model of ``dataset``), on ``device`` (None: the first available of cuda,
-    mps and cpu). Returns (labels of the file or None,
-    predictions (N,), errors (N, num_classes), seconds spent classifying)."""
+    training folder, None for the shipped model of the data set; a model of another data set is refused). The
+    data set is the one the file records (`minicfg sample` writes it), else ``dataset``, else mnist. On ``device``
+    (None: the first available of cuda, mps and cpu). Returns (labels of the file or None, predictions (N,),
+    errors (N, num_classes), seconds spent classifying)."""
     from .checkpoint import load_model
     from .devices import pick_device
+    from .sample_files import npz_dataset
 
+    dataset = npz_dataset(path, dataset)
     images, labels = load_images(path, dataset)
     model, _ = load_model(checkpoint, dataset=dataset, device=pick_device(device))
     t = time.perf_counter()
@@ -195,13 +198,15 @@ def classify_file(path, checkpoint=None, dataset: str = "mnist", progress: bool 
     return labels, predicted, errors, time.perf_counter() - t
 
 
-def classify_report(path, checkpoint=None, dataset: str = "mnist", n_noise: int = 16, seed: int = 0,
+def classify_report(path, checkpoint=None, dataset: str | None = None, n_noise: int = 16, seed: int = 0,
                     weighting: str = DEFAULT_WEIGHTING, out=None, progress: bool = False, device=None) -> str:
     """``minicfg classify``: classify an NPZ's images, write ``out`` (a CSV of predictions and errors) if given,
     and return a report: the accuracy when the file has labels, else the count of each predicted class."""
     from .data import get_dataset
+    from .sample_files import npz_dataset
 
     _check_n_noise(n_noise)
+    dataset = npz_dataset(path, dataset)
     if out is not None and Path(out).suffix != ".csv":
         raise ValueError(f"--out must end in .csv, got {Path(out).name!r}")
     labels, predicted, errors, seconds = classify_file(path, checkpoint, dataset, progress=progress, device=device,

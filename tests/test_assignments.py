@@ -29,6 +29,31 @@ def test_the_course_folder_is_up_to_date_with_the_notebooks(tmp_path):
         (4, "classifier_guidance"), (5, "cfg_training"))}
 
 
+def test_the_source_command_writes_the_assignments_without_outputs(tmp_path, capsys):
+    """`minicfg assignments source`: a course folder with one assignment per notebook that has nbgrader cells,
+    each cell as in the notebook but with no outputs; a folder no notebook produces is removed; a folder that is
+    not a course is refused."""
+    course = tmp_path / "course"
+    course.mkdir()
+    shutil.copy(COURSE / assignments.CONFIG, course)
+    (course / "source" / "retired").mkdir(parents=True)
+    assert cli.main(["assignments", "source", "--notebooks", str(ROOT / "notebooks"), "--course", str(course)]) == 0
+    graded = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb")
+                    if any("nbgrader" in c.metadata for c in _cells(p)))
+    assert capsys.readouterr().out.strip() == (f"wrote {len(graded)} assignments to {course / 'source'}: "
+                                               + ", ".join(graded))
+    assert sorted(p.name for p in (course / "source").iterdir()) == graded  # "retired" is gone
+    for name in graded:
+        original = _cells(ROOT / "notebooks" / f"{name}.ipynb")
+        copy = _cells(course / "source" / name / f"{name}.ipynb")
+        assert [c.source for c in copy] == [c.source for c in original]
+        assert [c.metadata.get("nbgrader") for c in copy] == [c.metadata.get("nbgrader") for c in original]
+        assert not any(c.get("outputs") or c.get("execution_count") for c in copy)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["assignments", "source", "--course", str(tmp_path / "not-a-course")])
+    assert exit_info.value.code == 2 and "no nbgrader course folder at" in capsys.readouterr().err
+
+
 def _cells(path):
     return nbformat.read(path, as_version=4).cells
 

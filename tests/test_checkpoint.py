@@ -71,3 +71,35 @@ def test_nan_weights_are_refused(saved, tmp_path):
     save_weights(bad, model, {})
     with pytest.raises(CheckpointError, match="non-finite"):
         load_model(bad)
+
+
+def test_a_file_of_another_data_set_is_refused_when_a_data_set_is_named(saved, tmp_path):
+    """By the data set the file records, else (older files) by the image shape of its config; without a named
+    data set (the notebooks' `load_model(path)`) any file loads."""
+    path, model = saved  # 1 x 28 x 28 images, no data set recorded
+    assert load_model(path)[0].config.image_channels == 1 and load_model(path, dataset="mnist")
+    with pytest.raises(CheckpointError, match=r"holds a model of 1 x 28 x 28 images, not of cifar10's 3 x 32 x 32: "
+                                              r"pass the --dataset it was trained on"):
+        load_model(path, dataset="cifar10")
+    recorded = tmp_path / "recorded.safetensors"
+    save_weights(recorded, model, {"dataset": "cifar10"})  # a (made-up) record that contradicts the shape
+    with pytest.raises(CheckpointError, match="holds a model trained on cifar10, not on mnist: pass --dataset "
+                                              "cifar10 to use it"):
+        load_model(recorded, dataset="mnist")
+    with pytest.raises(CheckpointError, match="holds a noisy_classifier trained on mnist, not on cifar10.*leave out "
+                                              "--checkpoint for the shipped one"):
+        load_model(_shipped("mnist_noisy_classifier"), dataset="cifar10", role="noisy_classifier")
+    with pytest.raises(CheckpointError, match="holds an evaluator trained on cifar10, not on mnist.*leave out "
+                                              "--evaluator"):
+        load_model(_shipped("cifar10_evaluator"), dataset="mnist", role="evaluator")
+    # the shipped MNIST evaluator records a description, not a name, and its config only the non-default settings:
+    # the shape comes from the network built from it
+    with pytest.raises(CheckpointError, match="holds an evaluator of 1 x 28 x 28 images, not of cifar10's"):
+        load_model(_shipped("mnist_evaluator"), dataset="cifar10", role="evaluator")
+    assert load_model(_shipped("mnist_evaluator"), dataset="mnist", role="evaluator")
+
+
+def _shipped(name):
+    from minicfg.checkpoint import WEIGHTS_DIR
+
+    return WEIGHTS_DIR / f"{name}.safetensors"

@@ -73,18 +73,48 @@ def test_the_shipped_cifar10_model_is_the_preset_and_samples_colour_images(tmp_p
     assert not np.array_equal(images[:10], images[10:])  # w = 3 changes the samples
 
 
+def _shipped_test_subset():
+    """The 500 CIFAR-10 test images shipped in the package (50 per class; not seen in training) and their labels."""
+    import numpy as np
+
+    from minicfg.data import SUBSET_DIR
+
+    with np.load(SUBSET_DIR / "cifar10.npz") as f:
+        images, labels = torch.from_numpy(f["test_images"]), torch.from_numpy(f["test_labels"]).long()
+    return images.float() / 127.5 - 1, labels
+
+
 def test_the_shipped_cifar10_evaluator_is_the_preset_and_recognises_real_test_images():
-    """The evaluator behind `minicfg evaluate --dataset cifar10` ships in the package and clears the issue's 90%
-    on real test images (all 10,000 when the data folder holds them, else the 500 of the shipped subset)."""
+    """The evaluator behind `minicfg evaluate --dataset cifar10` ships in the package and recognises real test
+    images: measured here on the 500 shipped test images (0.94 when committed), and on all 10,000 when the data
+    folder holds them (0.9289 when trained)."""
     from minicfg import data
     from minicfg.evaluator import load_evaluator, test_accuracy
 
     model, meta = load_evaluator(dataset="cifar10", device="cpu")
     assert meta["model"]["arch"] == "cifar_evaluator" and meta["step"] == PRESETS["cifar10_evaluator"]["train_steps"]
     assert list(meta["model"]["channels"]) == list(PRESETS["cifar10_evaluator"]["model"]["channels"])
-    assert meta["test_accuracy"] >= 0.90  # as measured on the 10,000 test images when it was trained
+    images, labels = _shipped_test_subset()
+    assert torch.bincount(labels).tolist() == [50] * 10
+    assert test_accuracy(model, images, labels) >= 0.88
     if data.available("cifar10", train=False):
-        assert test_accuracy(model, dataset="cifar10") == pytest.approx(meta["test_accuracy"], abs=1e-4)
-    else:
-        images, labels = data.load("cifar10", train=False).tensors  # the shipped subset in smoke mode
-        assert test_accuracy(model, images, labels) >= 0.85
+        assert test_accuracy(model, dataset="cifar10") >= 0.90
+
+
+def test_guided_cifar10_samples_are_recognised_and_unguided_ones_less(one_thread):
+    """The shipped CIFAR-10 model's samples, judged by the shipped evaluator: 5 per class at w = 3 are almost all
+    recognised as the class asked for, clearly fewer at w = 0, and chance is 0.10. Measured when written (10
+    ancestral steps, seeds 0-3): 0.98-1.0 at w = 3, 0.52-0.64 at w = 0, in about 4-6 s on one thread of an Intel
+    Xeon shared with other jobs. A freshly initialised network of the same config scored 0.14 at w = 3."""
+    from minicfg.evaluator import load_evaluator
+    from minicfg.generate import generate_grid
+    from minicfg.metrics import features_and_probs
+
+    model, _ = load_model(dataset="cifar10")
+    evaluator, _ = load_evaluator(dataset="cifar10", device="cpu")
+    panels = generate_grid(model, [0.0, 3.0], n_per_class=5, n_steps=10, seed=0)
+    asked = torch.arange(10).repeat_interleave(5)  # rows class by class
+    accuracy = {w: float((features_and_probs(x, evaluator=evaluator, dataset="cifar10")[1].argmax(1) == asked)
+                         .float().mean()) for w, x in panels.items()}
+    assert accuracy[3.0] >= 0.85, accuracy
+    assert accuracy[0.0] <= accuracy[3.0] - 0.2, accuracy

@@ -3,6 +3,7 @@
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,3 +109,144 @@ def test_train_objective_and_weighting_reach_the_recipe(tmp_path, monkeypatch):
               "--lam-density", "lognormal", "--train-steps", "5", "--no-progress"])
     r = seen["recipe"]
     assert (r.objective, r.weighting, r.density, r.train_steps) == ("eps", "min_snr", "lognormal", 5)
+
+
+# -- CIFAR-10 through the commands, offline on the shipped weights and subset ----------------------------
+@pytest.fixture
+def subset_only(tmp_path, monkeypatch):
+    """Smoke mode with an empty data folder: the metrics compare with the 500 shipped CIFAR-10 test images."""
+    monkeypatch.setenv("MINICFG_SMOKE", "1")
+    monkeypatch.setenv("MINICFG_OFFLINE", "1")
+    monkeypatch.setenv("MINICFG_DATA", str(tmp_path / "no-data"))
+
+
+@pytest.fixture(scope="module")
+def cifar_npz(tmp_path_factory):
+    """What `minicfg sample --dataset cifar10 --out FILE.npz` writes: 2 per class at w = 0 and 3 (10 steps)."""
+    out = tmp_path_factory.mktemp("cifar") / "c.npz"
+    assert cli.main(["sample", "--dataset", "cifar10", "--w", "0,3", "--n-per-class", "2", "--n-steps", "10",
+                     "--device", "cpu", "--no-progress", "--out", str(out)]) == 0
+    return out
+
+
+def _older_file(path, tmp_path):
+    """The same arrays without the data set's name, as `minicfg sample` wrote them before it recorded it."""
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in ("images", "labels", "w")}
+    older = tmp_path / "older.npz"
+    np.savez_compressed(older, **arrays)
+    return older
+
+
+def _table(text):
+    """{w: (n, accuracy)} from the table `minicfg evaluate` prints."""
+    rows = [line.split() for line in text.splitlines() if line.split() and line.split()[0][0] in "-0123456789."]
+    return {float(r[0]): (int(r[1]), float(r[2])) for r in rows if len(r) >= 7}
+
+
+def test_sample_records_its_data_set_and_evaluate_reads_it(cifar_npz, subset_only, capsys):
+    with np.load(cifar_npz) as f:
+        assert f["dataset"].item() == "cifar10" and f["images"].shape == (40, 3, 32, 32)
+    assert cli.main(["evaluate", str(cifar_npz), "--device", "cpu"]) == 0  # no --dataset: the file says cifar10
+    out = capsys.readouterr().out
+    assert "smoke mode uses the 500 test images shipped in minicfg/subsets/cifar10.npz" in out
+    assert "classifier metrics vs the cifar10 test set" in out
+    table = _table(out)
+    assert sorted(table) == [0.0, 3.0] and all(n == 20 for n, _ in table.values())
+    assert table[3.0][1] >= 0.8  # guided samples recognised by the CIFAR-10 evaluator (chance is 0.10)
+
+
+def test_evaluate_and_classify_refuse_a_data_set_the_file_contradicts(cifar_npz, capsys):
+    for command in (["evaluate", str(cifar_npz)], ["classify", str(cifar_npz), "--no-progress"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*command, "--dataset", "mnist"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2
+        assert (f"{cifar_npz} holds cifar10 images (recorded by `minicfg sample`), but --dataset mnist was given: "
+                "leave out --dataset, or pass --dataset cifar10") in err
+
+
+def test_an_older_file_without_its_data_set_needs_dataset(cifar_npz, subset_only, tmp_path, capsys):
+    older = _older_file(cifar_npz, tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", str(older)])  # read as MNIST, the default
+    assert exit_info.value.code == 2 and "pass --dataset for another data set" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(older), "--dataset", "cifar10", "--device", "cpu"]) == 0
+    assert _table(capsys.readouterr().out).keys() == {0.0, 3.0}
+
+
+def _predictions(csv_path):
+    import csv
+
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [int(r["predicted"]) for r in rows], np.array([[float(r[f"error_{c}"]) for c in range(10)] for r in rows])
+
+
+def test_classify_cifar10_honours_dataset_weighting_and_checkpoint(cifar_npz, tmp_path, capsys, one_thread):
+    """`minicfg classify` on CIFAR-10 samples: the file's data set or --dataset, --weighting and --checkpoint each
+    reach the computation (compared with the zero-shot classifier called directly with the same settings)."""
+    from minicfg.checkpoint import save_weights
+    from minicfg.nets import build_model
+    from minicfg.zero_shot import classify
+
+    with np.load(cifar_npz) as f:  # the 10 samples at w = 3, one per class
+        images, labels = f["images"][f["w"] == 3][::2], f["labels"][f["w"] == 3][::2]
+    small = tmp_path / "small.npz"
+    np.savez_compressed(small, images=images, labels=labels, w=np.full(10, 3.0, np.float32),
+                        dataset=np.array("cifar10"))
+    older = _older_file(small, tmp_path)
+    shipped, _ = load_model(dataset="cifar10")
+    runs = {}
+    for name, args in (("recorded", [str(small)]), ("flag", [str(older), "--dataset", "cifar10"]),
+                       ("elbo", [str(small), "--weighting", "elbo"])):
+        out = tmp_path / f"{name}.csv"
+        assert cli.main(["classify", *args, "--n-noise", "2", "--seed", "4", "--device", "cpu", "--no-progress",
+                         "--out", str(out)]) == 0
+        text = capsys.readouterr().out
+        assert "10 images classified" in text and "airplane: " in text  # CIFAR-10's class names
+        runs[name] = _predictions(out)
+    for name, weighting in (("recorded", "training"), ("elbo", "elbo")):
+        predicted, errors = classify(shipped, images, n_noise=2, seed=4, weighting=weighting)
+        assert runs[name][0] == predicted.tolist()
+        np.testing.assert_allclose(runs[name][1], errors.numpy(), rtol=1e-5)
+    assert runs["flag"][0] == runs["recorded"][0]
+    assert not np.allclose(runs["elbo"][1], runs["recorded"][1])  # the weighting changed the errors
+    # another checkpoint of the same data set: a freshly initialised network of the shipped config
+    torch.manual_seed(0)
+    fresh = tmp_path / "fresh.safetensors"
+    save_weights(fresh, build_model(shipped.config.to_dict()), {"dataset": "cifar10"})
+    assert cli.main(["classify", str(small), "--checkpoint", str(fresh), "--n-noise", "2", "--seed", "4",
+                     "--device", "cpu", "--no-progress", "--out", str(tmp_path / "fresh.csv")]) == 0
+    fresh_errors = _predictions(tmp_path / "fresh.csv")[1]
+    assert not np.allclose(fresh_errors, runs["recorded"][1])
+    with pytest.raises(SystemExit) as exit_info:  # a checkpoint of another data set is refused
+        cli.main(["classify", str(small), "--checkpoint", str(MNIST_WEIGHTS), "--no-progress"])
+    assert exit_info.value.code == 2 and "trained on mnist, not on cifar10" in capsys.readouterr().err
+
+
+def test_sweep_cifar10_end_to_end(subset_only, tmp_path):
+    from minicfg.sweep import read_csv
+
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", "--dataset", "cifar10", "--w", "0,3", "--n-per-class", "1", "--n-steps", "4",
+                     "--device", "cpu", "--paper", "none", "--no-progress", "--out", str(out)]) == 0
+    rows = read_csv(out / "sweep.csv")
+    assert sorted(r["w"] for r in rows) == [0.0, 3.0]
+    assert all(r["label"] == "shipped cifar10" and r["n"] == 10 and r["fid"] > 0 for r in rows)
+    assert (out / "fid_vs_is.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# -- a checkpoint of another data set is refused, naming both ------------------------------------------
+MNIST_WEIGHTS = Path(__file__).resolve().parents[1] / "minicfg" / "weights" / "mnist.safetensors"
+
+
+@pytest.mark.parametrize("command", [["sample", "--out", "x.png"], ["sweep", "--out", "o"]])
+def test_sample_and_sweep_refuse_a_checkpoint_of_another_data_set(command, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*command[:-1], str(tmp_path / command[-1]), "--dataset", "cifar10", "--checkpoint",
+                  str(MNIST_WEIGHTS), "--n-per-class", "1", "--no-progress"])
+    assert exit_info.value.code == 2
+    assert (f"{MNIST_WEIGHTS} holds a model trained on mnist, not on cifar10: pass --dataset mnist to use it, or a "
+            "model trained on cifar10 (leave out --checkpoint for the shipped one)") in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

@@ -115,3 +115,83 @@ def test_notebook_01_runs_in_smoke_mode_with_an_empty_data_folder(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     text = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", []))
     assert "smoke mode uses the 1,000 test images shipped" in text
+
+
+# -- `minicfg download` against a local stand-in for the MNIST mirrors ----------------------------------------
+def _idx(array: np.ndarray, labels: bool) -> bytes:
+    """MNIST's IDX format: magic (0x801 labels, 0x803 images), the sizes as big-endian int32, then the bytes."""
+    import gzip
+
+    head = np.array([0x801 if labels else 0x803, *array.shape], dtype=">i4").tobytes()
+    return gzip.compress(head + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def mnist_mirror(tmp_path, monkeypatch):
+    """A local HTTP server holding small MNIST files (12 training and 5 test digits) in MNIST's own format, put in
+    place of torchvision's mirror list; yields (the arrays it serves, the (method, path) of each request, its
+    folder)."""
+    import functools
+    import http.server
+    import threading
+
+    from torchvision.datasets import MNIST
+
+    rng = np.random.default_rng(0)
+    served = {"train": (rng.integers(0, 256, (12, 28, 28)), rng.integers(0, 10, 12)),
+              "test": (rng.integers(0, 256, (5, 28, 28)), rng.integers(0, 10, 5))}
+    www = tmp_path / "www"
+    www.mkdir()
+    resources = []
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        for name, array, labels in ((f"{prefix}-images-idx3-ubyte.gz", served[split][0], False),
+                                    (f"{prefix}-labels-idx1-ubyte.gz", served[split][1], True)):
+            blob = _idx(array, labels)
+            (www / name).write_bytes(blob)
+            resources.append((name, hashlib.md5(blob).hexdigest()))
+    requested = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            requested.append((self.command, self.path))
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(www)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
+    monkeypatch.setattr(MNIST, "resources", resources)
+    yield served, requested, www
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_fetches_both_splits_and_not_again(mnist_mirror, tmp_path, capsys):
+    from minicfg import cli
+
+    served, requested, _ = mnist_mirror
+    root = tmp_path / "data"
+    assert cli.main(["download", "--dataset", "mnist", "--root", str(root)]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [f"mnist train: 12 images under {root.resolve()}",
+                                                          f"mnist test: 5 images under {root.resolve()}"]
+    # each file fetched (torchvision asks twice: once to follow redirects, once for the bytes)
+    assert {path for _, path in requested} == {f"/{p.name}" for p in mnist_mirror[2].iterdir()}
+    for split, (pixels, labels) in served.items():  # the served bytes, in [-1, 1]
+        images, got = data.mnist(train=split == "train", download=False, root=root).tensors
+        torch.testing.assert_close(images, torch.from_numpy(pixels).float()[:, None] / 127.5 - 1)
+        assert got.tolist() == labels.tolist()
+    n = len(requested)
+    assert data.download(["mnist"], root=root)[0] == f"mnist train: 12 images under {root.resolve()}"
+    assert len(requested) == n  # present: nothing fetched again
+
+
+def test_a_corrupted_download_is_refused_with_the_reason(mnist_mirror, tmp_path, capsys):
+    from minicfg import cli
+
+    _, _, www = mnist_mirror
+    path = www / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-3] + b"xyz")  # not what the MD5 list says
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["download", "--dataset", "mnist", "--root", str(tmp_path / "data")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == 2 and "minicfg download: error: mnist not found under" in err
+    assert "the download failed:" in err and "train-labels-idx1-ubyte.gz" in err and "corrupted" in err
+    assert "minicfg download --dataset mnist" in err  # the fix is named

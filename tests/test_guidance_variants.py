@@ -137,6 +137,24 @@ def test_rescale_in_eps_space_matches_the_conditional_eps_std():
     torch.testing.assert_close(rescale_eps(z, lam, eps_cond, eps_cfg, 0.0, space="eps"), eps_cfg)
 
 
+@pytest.mark.parametrize("space", ["x", "eps"])
+def test_the_rescale_builder_pulls_the_spread_back_to_the_conditional_prediction(space):
+    """The builder's whole computation written out on the toy's exact eps: CFG's guided prediction, rescaled to
+    the standard deviation of the conditional prediction (not the unconditional one), mixed with phi."""
+    z, lam, w_, phi = _z(), _lam(0.5), 2.0, 0.7
+    e_cond = MIX(z, lam, LABELS)
+    e_uncond = MIX(z, lam, torch.full_like(LABELS, MIX.num_classes))
+    e_cfg = (1 + w_) * e_cond - w_ * e_uncond
+    a, s = torch.sigmoid(lam)[:, None].sqrt(), torch.sigmoid(-lam)[:, None].sqrt()  # alpha^2 = sigmoid(lam)
+    to_x, to_eps = (lambda e: (z - s * e) / a, lambda x: (z - a * x) / s) if space == "x" else (lambda e: e,) * 2
+    p_cond, p_cfg = to_x(e_cond), to_x(e_cfg)
+    target = p_cond.std(1, keepdim=True)
+    assert not torch.allclose(target, to_x(e_uncond).std(1, keepdim=True), rtol=0.05)  # the two spreads differ
+    expected = to_eps(phi * p_cfg * target / p_cfg.std(1, keepdim=True) + (1 - phi) * p_cfg)
+    got = guidance.build_guidance("rescale", MIX, LABELS, w_, phi=phi, space=space)(z, lam)
+    torch.testing.assert_close(got, expected)
+
+
 def test_rescale_with_phi_zero_or_w_zero_is_plain_guidance():
     z, lam = _z(), _lam(0.5)
     torch.testing.assert_close(guidance.build_guidance("rescale", MIX, LABELS, 2.0, phi=0.0)(z, lam),

@@ -82,10 +82,14 @@ def test_the_exact_target_gives_back_the_noise_in_float32(name):
     torch.testing.assert_close(x_from_eps(zs, lam32, e), xs, rtol=0, atol=1e-2)
 
 
-def test_min_snr_weight_matches_its_derivation():
+def test_min_snr_and_sigmoid_weights_match_their_formulas():
     d = DP.derive_min_snr_weight()
     for gamma in (1.0, 5.0):
         _close(loss_weight("min_snr", LAM, gamma), _f(d["eps_space"].subs(DP.gamma, gamma), lam)(LAM))
+    # Kingma & Gao's sigmoid weighting, 1 / (1 + e^(lam - b)): near 1 at low SNR (lam << b), near 0 at high SNR
+    for b in (-1.0, 2.0):
+        _close(loss_weight("sigmoid", LAM, b), 1.0 / (1.0 + torch.exp(LAM - b)))
+    assert loss_weight("sigmoid", torch.tensor([-20.0, 20.0]), 2.0).tolist() == pytest.approx([1.0, 0.0], abs=1e-7)
     assert loss_weight("none", LAM) is None
     with pytest.raises(ValueError, match="choose one of"):
         loss_weight("snr", LAM)
@@ -118,7 +122,10 @@ def test_weighted_loss_is_the_eps_space_error_times_the_weight(name, weighting):
     zs = q_sample(x0, lams, es)
     lb = lams[:, None, None, None]
     eps_hat = get_prediction(name).to_eps(model.raw(zs, lams, y), zs, lb, 0.5)
-    by_hand = (loss_weight(weighting, lams) * (eps_hat - es).pow(2).flatten(1).mean(1)).mean()
+    # the weights written out (default parameters gamma = 5, b = 2), not read back from loss_weight
+    weight = {"min_snr": torch.clamp(5.0 / torch.exp(lams), max=1.0),  # min(SNR, gamma) / SNR with SNR = e^lam
+              "sigmoid": 1.0 / (1.0 + torch.exp(lams - 2.0))}[weighting]  # sigmoid(b - lam): small at high SNR
+    by_hand = (weight * (eps_hat - es).pow(2).flatten(1).mean(1)).mean()
     torch.testing.assert_close(loss, by_hand, rtol=2e-4, atol=0)
 
 
