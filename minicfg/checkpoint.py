@@ -29,6 +29,7 @@ __all__ = [
     "save_weights",
     "load_model",
     "trained_on",
+    "checkpoint_dataset",
     "shipped_weights",
     "fingerprint",
 ]
@@ -152,6 +153,18 @@ def trained_on(meta: dict) -> str | None:
         if isinstance(name, str) and name in DATASETS:
             return name
     return None
+
+
+def checkpoint_dataset(path) -> str | None:
+    """The registered data set a weights file or training folder records (:func:`trained_on`), or None where it
+    records none or ``path`` is None (the commands then use their default data set)."""
+    if path is None:
+        return None
+    path = Path(path)
+    path = path / "checkpoint.safetensors" if path.is_dir() else path
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: check the path (train one with `minicfg train`)")
+    return trained_on(_read(path)[1])
 
 
 def _check_dataset(path: Path, meta: dict, config, role: str, dataset: str) -> None:

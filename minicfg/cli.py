@@ -121,11 +121,18 @@ def _guidance_options(args) -> dict:
     return {key: getattr(args, key) for key in args.guidance_flags if getattr(args, key) is not None}
 
 
+def _model_dataset(args) -> str:
+    """--dataset, else the data set --checkpoint records, else mnist."""
+    from .checkpoint import checkpoint_dataset
+
+    return args.dataset or checkpoint_dataset(args.checkpoint) or "mnist"
+
+
 def _cmd_sample(args) -> None:
     from .sample_files import sample_to_file
 
     options = {**dict(args.option), **_guidance_options(args)}
-    out, n = sample_to_file(args.out, args.w, checkpoint=args.checkpoint, dataset=args.dataset,
+    out, n = sample_to_file(args.out, args.w, checkpoint=args.checkpoint, dataset=_model_dataset(args),
                             n_per_class=args.n_per_class, seed=args.seed, n_steps=args.n_steps, sampler=args.sampler,
                             guidance=args.guidance, progress=not args.no_progress, device=args.device, **options)
     print(f"wrote {n} samples ({len(args.w)} values of w) to {out}")
@@ -158,8 +165,9 @@ def _cmd_classify(args) -> None:
 def _cmd_sweep(args) -> None:
     from .sweep import run_sweep
 
-    print(run_sweep(args.out, args.w, checkpoint=args.checkpoint, dataset=args.dataset, n_per_class=args.n_per_class,
-                    n_steps=args.n_steps, sampler=args.sampler, seed=args.seed, label=args.label, by=args.by,
+    print(run_sweep(args.out, args.w, checkpoint=args.checkpoint, dataset=_model_dataset(args),
+                    n_per_class=args.n_per_class, n_steps=args.n_steps, sampler=args.sampler, seed=args.seed,
+                    label=args.label, by=args.by,
                     paper=None if args.paper == "none" else int(args.paper), progress=not args.no_progress,
                     guidance=args.guidance, device=args.device, **_guidance_options(args)))
 
@@ -203,11 +211,15 @@ def _first_line(fn) -> str:
     return (fn.__doc__ or "").strip().splitlines()[0].rstrip(".") if fn.__doc__ else ""
 
 
-def _add_dataset(p, datasets, of_file: bool = False) -> None:
+def _add_dataset(p, datasets, of_file: bool = False, of_checkpoint: bool = False) -> None:
     if of_file:  # the NPZ says which data set its images belong to (minicfg sample writes it)
         p.add_argument("--dataset", choices=list(datasets), default=None,
                        help="data set of the images (default: the one the file records, else mnist; a file that "
                        "records another one is refused)")
+    elif of_checkpoint:  # a --checkpoint says which data set it was trained on
+        p.add_argument("--dataset", choices=list(datasets), default=None,
+                       help="data set (default: the one --checkpoint was trained on, else mnist; a checkpoint of "
+                       "another data set is refused)")
     else:
         p.add_argument("--dataset", choices=list(datasets), default="mnist", help="data set (default mnist)")
 
@@ -336,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Sample with guidance of strength w (classifier-free by default: "
                        "eps~ = (1+w) eps(z,c) - w eps(z)). Every panel starts from the same noise. Without "
                        "--checkpoint the shipped weights of --dataset are used.")
-    _add_dataset(p, datasets)
+    _add_dataset(p, datasets, of_checkpoint=True)
     p.add_argument("--w", type=_w_list, default=[0.0, 1.0, 3.0],
                    help="comma-separated guidance strengths (paper's w; 0 = conditional, -1 = unconditional)")
     p.add_argument("--n-per-class", type=_positive_int, default=8, help="samples per class and w (default 8)")
@@ -394,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "score them (docs/metrics.md). Writes OUT/sweep.csv (a row per point, written as each "
                        "finishes; a rerun skips points already there, so an interrupted sweep resumes) and the "
                        "trade-off figures. Sweeps of several models into the same OUT are plotted together.")
-    _add_dataset(p, datasets)
+    _add_dataset(p, datasets, of_checkpoint=True)
     p.add_argument("--w", type=_w_list, default=[0.0, 0.1, 0.3, 0.5, 1.0, 2.0, 4.0],
                    help="comma-separated guidance strengths (default 0,0.1,0.3,0.5,1,2,4)")
     p.add_argument("--n-per-class", type=_positive_int, default=100,

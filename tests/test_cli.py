@@ -250,3 +250,14 @@ def test_sample_and_sweep_refuse_a_checkpoint_of_another_data_set(command, tmp_p
     assert (f"{MNIST_WEIGHTS} holds a model trained on mnist, not on cifar10: pass --dataset mnist to use it, or a "
             "model trained on cifar10 (leave out --checkpoint for the shipped one)") in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_sample_without_dataset_takes_the_checkpoints_own(tmp_path):
+    """`minicfg sample --checkpoint <a CIFAR-10 model>` with no --dataset samples CIFAR-10 images (3 x 32 x 32),
+    and records cifar10 in its NPZ, instead of refusing the file for not being an MNIST model."""
+    cifar = MNIST_WEIGHTS.with_name("cifar10.safetensors")
+    out = tmp_path / "c.npz"
+    assert cli.main(["sample", "--checkpoint", str(cifar), "--w", "0", "--n-per-class", "1", "--n-steps", "2",
+                     "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+    with np.load(out) as f:
+        assert f["images"].shape == (10, 3, 32, 32) and str(f["dataset"]) == "cifar10"
