@@ -225,6 +225,9 @@ def _check(exercise: str, fn, cases: list[Case], reference: Callable | None, nam
         except NotImplementedError:
             raise AssertionError(f"{exercise} is not implemented yet: replace `raise NotImplementedError()` in the "
                                  f"cell that defines it with your code, run that cell, then this one") from None
+        except KeyboardInterrupt:  # nbgrader interrupts a cell that runs past its time limit
+            raise AssertionError(f"{exercise} was interrupted on the input '{case.name}' ({inputs}): it ran past the "
+                                 f"time limit of a cell (an endless loop?) or was stopped by hand") from None
         except Exception as err:  # noqa: BLE001 (any error of the student's code becomes one readable message)
             spec = _tripped(err, trips)
             if spec is not None:
