@@ -194,11 +194,21 @@ def grade_timeout(course: str | Path = "course", smoke: bool = True, timeout: in
     return min(configured, SMOKE_TIMEOUT) if smoke else configured
 
 
+def _reason(result: dict) -> str:
+    """Why nbgrader could not grade a notebook: the exception its log's traceback ends with, else its first error."""
+    lines = (result.get("log") or "").splitlines()
+    traceback = [line.strip() for line in lines if line.startswith((" ", "\t")) and line.strip()]
+    generic = ("There was an error processing", "Please see the", "Traceback")
+    errors = [line for line in lines if line.startswith("[ERROR]") and not any(g in line for g in generic)]
+    return traceback[-1] if traceback else errors[0] if errors else "nbgrader gave no reason"
+
+
 def _autograde(root: Path, found: list[tuple[str, str, Path]], smoke: bool, timeout: int, feedback: Path | None,
-               progress: bool = False) -> dict[tuple[str, str], dict[str, float]]:
+               progress: bool = False) -> tuple[dict[tuple[str, str], dict[str, float]], dict[tuple[str, str], str]]:
     """Autograde ``found`` in the built course folder ``root`` (and write its feedback to ``feedback``); the scores
-    {(student, assignment): {exercise: score}}. A grade cell missing from a submission scores 0. ``progress``
-    prints a line per notebook graded."""
+    {(student, assignment): {exercise: score}} and, for the notebooks nbgrader could not grade at all (not valid
+    JSON, say), {(student, assignment): why}. A grade cell missing from a submission scores 0. ``progress`` prints
+    a line per notebook."""
     import time
 
     from nbgrader.api import Gradebook
@@ -209,9 +219,15 @@ def _autograde(root: Path, found: list[tuple[str, str, Path]], smoke: bool, time
     with _nbgrader_environment(MINICFG_SMOKE="1" if smoke else "0"), warnings.catch_warnings():
         # nbgrader's autograde trips SQLAlchemy's autoflush warnings (its own, harmless)
         warnings.filterwarnings("ignore", message=".*not in session.*")
+        failed = {}
         for student, assignment, _ in found:
             t = time.perf_counter()
-            _run(f"autograde {assignment} for {student}", api.autograde(assignment, student))
+            result = api.autograde(assignment, student)
+            if not result.get("success"):
+                failed[student, assignment] = _reason(result)
+                if progress:
+                    print(f"  {assignment} of {student} NOT graded: {failed[student, assignment]}", flush=True)
+                continue
             if feedback is not None:
                 _run(f"generate_feedback {assignment} for {student}", api.generate_feedback(assignment, student))
                 shutil.copytree(root / "feedback" / student / assignment, feedback / student / assignment,
@@ -221,7 +237,7 @@ def _autograde(root: Path, found: list[tuple[str, str, Path]], smoke: bool, time
         with Gradebook(api.coursedir.db_url) as gb:
             return {(s, a): {g.name: g.score or 0.0 for nb in gb.find_submission(a, s).notebooks for g in nb.grades
                              if g.max_score > 0}
-                    for s, a, _ in found}
+                    for s, a, _ in found if (s, a) not in failed}, failed
 
 
 def _autograde_copy(built: Path, part: Path, *args):
@@ -235,7 +251,8 @@ def grade(submissions: str | Path, course: str | Path = "course", csv_path: str 
           jobs: int = 1, progress: bool = False) -> tuple[list[str], list[dict]]:
     """Autograde ``SUBMISSIONS/<student>/<assignment>/*.ipynb`` with ``nbgrader autograde`` in a temporary course
     folder (no gradebook is kept) and return ``(exercises, rows)``: one row per student with the score of each
-    exercise (None where the assignment was not submitted), ``total`` and ``max``.
+    exercise (None where the assignment was not submitted), ``total``, ``max`` and ``not_graded``, {assignment: why}
+    for the notebooks nbgrader could not grade at all (they score 0; the others are graded all the same).
 
     ``smoke`` runs the submissions in smoke mode (``MINICFG_SMOKE=1``): the checks do not depend on the notebooks'
     loop sizes, and a notebook then takes about a minute. A cell that runs longer than ``timeout`` seconds
@@ -259,29 +276,32 @@ def grade(submissions: str | Path, course: str | Path = "course", csv_path: str 
                      for a in gb.assignments}
         parts = [found[i::jobs] for i in range(min(jobs, len(found)))]
         if len(parts) == 1:
-            scores = _autograde(root, found, smoke, timeout, feedback, progress)
+            scores, failed = _autograde(root, found, smoke, timeout, feedback, progress)
         else:  # fresh interpreters: nbgrader's kernels and traitlets singletons do not survive a fork well
             with ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = [pool.submit(_autograde_copy, root, Path(tmp) / f"job{i}", part, smoke, timeout, feedback,
                                        progress) for i, part in enumerate(parts)]
-                scores = {key: value for future in futures for key, value in future.result().items()}
+                results = [future.result() for future in futures]
+            scores = {key: value for part, _ in results for key, value in part.items()}
+            failed = {key: value for _, part in results for key, value in part.items()}
     exercises = _order([name for cells_of in cells.values() for name, _ in cells_of])
     max_score = {name: points for cells_of in cells.values() for name, points in cells_of}
     rows = []
     for student in sorted({s for s, _, _ in found}):
         row = {"student": student}
         for assignment, cells_of in sorted(cells.items()):
-            got = scores.get((student, assignment))
+            got = {} if (student, assignment) in failed else scores.get((student, assignment))
             for name, _ in cells_of:
                 row[name] = None if got is None else got.get(name, 0.0)
         row["total"] = sum(v for k, v in row.items() if k in max_score and v is not None)
         row["max"] = sum(max_score.values())
+        row["not_graded"] = {a: why for (s, a), why in sorted(failed.items()) if s == student}
         rows.append(row)
     if csv_path is not None:
         with open(csv_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, ["student", *exercises, "total", "max"])
+            writer = csv.DictWriter(f, ["student", *exercises, "total", "max", "not_graded"])
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({**row, "not_graded": " ".join(row["not_graded"])} for row in rows)
     return exercises, rows
 
 

@@ -187,6 +187,9 @@ def _cmd_assignments_grade(args) -> None:
     exercises, rows = grade(args.submissions, args.course, csv_path=csv_path, smoke=not args.full,
                             timeout=args.timeout, feedback=args.feedback, jobs=args.jobs, progress=True)
     print(score_table(exercises, rows))
+    for row in rows:
+        for assignment, why in row["not_graded"].items():
+            print(f"NOT GRADED (scored 0): {assignment} of {row['student']}: {why}", file=sys.stderr)
     print(f"graded {len(rows)} students in {time.perf_counter() - t:.0f} s; scores written to {csv_path}"
           + (f", feedback to {args.feedback}" if args.feedback else ""))
 

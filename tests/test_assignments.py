@@ -134,12 +134,15 @@ def _text(path: Path) -> str:
 def test_autograde_made_up_submissions(built, tmp_path):
     """The reference solutions score full marks; nbgrader's untouched stubs nothing; a mistake, the library imported as
     the answer, an endless loop (stopped by the 20 s cell timeout), a failing import and a deleted test cell lose
-    the exercise they break, and the others still score. The feedback shows each check's message.
+    the exercise they break, and the others still score; a file nbgrader cannot read scores 0 and is reported, and
+    the others are graded all the same. The feedback shows each check's message.
 
-    Slow: 135 s on two shared cores (seven notebooks in two processes, 20 s of them waiting on the loop)."""
+    Slow: 110-135 s on two shared cores (eight notebooks in two processes, 20 s of them waiting on the loop)."""
     submissions = tmp_path / "submitted"
     for student, nb in _made_up_submissions(built).items():
         _submission(submissions, student, nb)
+    (submissions / "hal" / FAST).mkdir(parents=True)  # a file that is not a notebook: nbgrader cannot grade it
+    (submissions / "hal" / FAST / f"{FAST}.ipynb").write_text("{ this is not JSON")
     out, feedback = tmp_path / "scores.csv", tmp_path / "feedback"
     start = time.perf_counter()
     result = _minicfg("assignments", "grade", str(submissions), "--course", str(COURSE), "--csv", str(out),
@@ -153,10 +156,12 @@ def test_autograde_made_up_submissions(built, tmp_path):
     graded = ("alpha_sigma", "q_sample", "log_snr_cosine")  # the exercises of notebook 01
     assert {s: [float(rows[s][e]) for e in graded] for s in rows} == {
         "ada": [1.0, 1.0, 1.0], "bob": [0.0, 0.0, 0.0], "cy": [1.0, 0.0, 1.0], "dee": [0.0, 0.0, 0.0],
-        "eve": [1.0, 0.0, 1.0], "fay": [1.0, 1.0, 0.0], "gus": [0.0, 1.0, 1.0]}
+        "eve": [1.0, 0.0, 1.0], "fay": [1.0, 1.0, 0.0], "gus": [0.0, 1.0, 1.0], "hal": [0.0, 0.0, 0.0]}
+    assert {s: rows[s]["not_graded"] for s in rows if rows[s]["not_graded"]} == {"hal": FAST}
+    assert re.search(rf"NOT GRADED \(scored 0\): {FAST} of hal: .*NotJSONError", result.stderr)  # nbgrader's reason
     assert [float(rows[s]["total"]) for s in ("ada", "bob", "cy")] == [3.0, 0.0, 2.0]
     assert all(rows[s][e] == "" for s in rows for e in checks.EXERCISES if e not in graded)  # not submitted
-    page = {s: _text(feedback / s / FAST / f"{FAST}.html") for s in rows}
+    page = {s: _text(feedback / s / FAST / f"{FAST}.html") for s in rows if s != "hal"}
     assert "hint: your result matches a known mistake: alpha^2 used where alpha was meant" in page["cy"]
     for exercise, module in (("alpha_sigma", "schedules"), ("q_sample", "diffusion"), ("log_snr_cosine", "schedules")):
         assert (f"{exercise}: write {exercise} yourself; the library's own minicfg.{module}.{exercise} is not "
