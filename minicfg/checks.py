@@ -7,12 +7,23 @@ formula (alpha^2 where alpha was meant, w where 1 + w was meant, lam and lam' sw
 ones. A function that still raises nbgrader's ``NotImplementedError()`` stub gets a one-line "not implemented
 yet". The nbgrader test cells of the notebooks call these (``docs/instructors.md``); each prints one line when
 every input passes.
+
+The answer cannot come from the library: each check names the library functions its exercise re-implements
+(``reimplements``), and while the student's function runs, their code is swapped for a tripwire that raises (see
+:func:`_tripwires`). So importing the library's function, wrapping it, or calling it through its module scores
+nothing, with a message that says so, while the helpers an exercise hands the student (``schedules.alpha_sigma``
+inside ``q_sample``, ``diffusion.expand_lam``, ...) still work.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
 import math
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -106,27 +117,121 @@ def _preview(t: torch.Tensor) -> str:
     return f"[{values}{', ...' if t.numel() > 6 else ''}]"
 
 
+def _library_function(spec: str) -> types.FunctionType:
+    """The function named by ``"module.path:function"`` (the innermost one, under any ``functools.wraps``)."""
+    module, _, name = spec.partition(":")
+    fn = getattr(importlib.import_module(module), name, None) if name else None
+    fn = inspect.unwrap(fn) if callable(fn) else fn
+    if not isinstance(fn, types.FunctionType) or fn.__closure__:
+        raise ValueError(f"reimplements={spec!r}: expected 'module.path:function' naming a module-level Python "
+                         f"function, got {fn!r}")
+    return fn
+
+
+def _refusal(exercise: str, spec: str) -> str:
+    return (f"write {exercise} yourself; the library's own {spec.replace(':', '.')} is not allowed here: this "
+            f"exercise re-implements it (torch and the helpers the exercise names are fine)")
+
+
+def _delegated_to(fn, library: dict[str, types.FunctionType]) -> str | None:
+    """The spec of the library function that ``fn`` is (itself, a functools.partial or a functools.wraps wrapper of
+    it, a bound method or a function made from its code), else None."""
+    codes = {spec: lib.__code__ for spec, lib in library.items()}
+    for _ in range(100):  # a chain of wrappers ends; a cycle of __wrapped__ must not hang the check
+        for spec, lib in library.items():
+            if fn is lib or getattr(fn, "__code__", None) is codes[spec]:
+                return spec
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+        elif hasattr(fn, "__wrapped__"):
+            fn = fn.__wrapped__
+        elif hasattr(fn, "__func__"):
+            fn = fn.__func__
+        else:
+            return None
+    return None
+
+
+def _tripwires(exercise: str, library: dict[str, types.FunctionType]) -> dict[types.CodeType, str]:
+    """{tripwire code: spec}: for each library function, code that raises a RuntimeError saying it is refused."""
+    trips = {}
+    for spec, lib in library.items():
+        namespace: dict = {}
+        source = f"def {lib.__name__}(*args, **kwargs):\n    raise RuntimeError({_refusal(exercise, spec)!r})\n"
+        exec(compile(source, f"<tripwire for {spec}>", "exec"), namespace)
+        trips[namespace[lib.__name__].__code__] = spec
+    return trips
+
+
+@contextmanager
+def _tripped_library(library: dict[str, types.FunctionType], trips: dict[types.CodeType, str]) -> Iterator[None]:
+    """While the block runs, each library function runs its tripwire instead of its own code.
+
+    Swapping the function's ``__code__`` (rather than the module attribute) catches every way of reaching it: an
+    import made before the check, an alias, a call through the module, and library functions that call it inside.
+    The original code is restored on the way out, whatever happens in the block.
+    """
+    originals = {spec: lib.__code__ for spec, lib in library.items()}
+    try:
+        for code, spec in trips.items():
+            library[spec].__code__ = code
+        yield
+    finally:
+        for spec, lib in library.items():
+            lib.__code__ = originals[spec]
+
+
+def _tripped(err: BaseException, trips: dict) -> str | None:
+    """The spec of the tripwire that raised ``err`` or an error it caused, else None."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        tb = err.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code in trips:
+                return trips[tb.tb_frame.f_code]
+            tb = tb.tb_next
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def _check(exercise: str, fn, cases: list[Case], reference: Callable | None, names: tuple[str, ...],
-           mistakes: list[tuple[str, Callable]], shapes: str = SHAPES, tolerance: dict | None = None) -> None:
+           mistakes: list[tuple[str, Callable]], shapes: str = SHAPES, tolerance: dict | None = None,
+           reimplements: tuple[str, ...] = ()) -> None:
     """Run ``fn`` on every case and compare with ``reference``; the AssertionError of the first failure.
 
     ``mistakes`` are (hint, wrong formula) pairs; ``shapes`` is the hint when the function raises an error;
-    ``tolerance`` replaces entries of :data:`TOLERANCE`.
+    ``tolerance`` replaces entries of :data:`TOLERANCE`. ``reimplements`` names the library functions
+    (``"module.path:function"``) the exercise re-implements: ``fn`` may not be one of them, and they raise while
+    ``fn`` runs (:func:`_tripwires`). The expected results and the known mistakes are computed outside that window.
     """
     tolerance = {**TOLERANCE, **(tolerance or {})}
     params = _parameters(fn, len(cases[0].args))
     if not callable(fn):
         raise AssertionError(f"{exercise}: pass the function itself, e.g. check_{exercise}({exercise}); got {fn!r}")
+    library = {spec: _library_function(spec) for spec in reimplements}
+    spec = _delegated_to(fn, library)
+    if spec is not None:
+        raise AssertionError(f"{exercise}: {_refusal(exercise, spec)}")
+    trips = _tripwires(exercise, library)
     for case in cases:
         expected = _as_tuple(case.expected() if case.expected else reference(*_clone(case.args)), names)
         dtype = next((a.dtype for a in case.args if torch.is_tensor(a) and a.is_floating_point()), torch.float32)
         inputs = ", ".join(f"{p}={_describe(a)}" for p, a in zip(params, case.args, strict=False))
+        args = _clone(case.args)
         try:
-            actual = fn(*_clone(case.args))
+            with _tripped_library(library, trips):
+                actual = fn(*args)
         except NotImplementedError:
             raise AssertionError(f"{exercise} is not implemented yet: replace `raise NotImplementedError()` in the "
                                  f"cell that defines it with your code, run that cell, then this one") from None
+        except KeyboardInterrupt:  # nbgrader interrupts a cell that runs past its time limit
+            raise AssertionError(f"{exercise} was interrupted on the input '{case.name}' ({inputs}): it ran past the "
+                                 f"time limit of a cell (an endless loop?) or was stopped by hand") from None
         except Exception as err:  # noqa: BLE001 (any error of the student's code becomes one readable message)
+            spec = _tripped(err, trips)
+            if spec is not None:
+                raise AssertionError(f"{exercise}: {_refusal(exercise, spec)}") from None
             raise AssertionError(f"{exercise} raised {type(err).__name__} on the input '{case.name}' ({inputs}): "
                                  f"{err}\n  hint: {shapes}") from None
         tol = tolerance[dtype] if dtype in tolerance else tolerance[torch.float32]
@@ -143,8 +248,6 @@ def _check(exercise: str, fn, cases: list[Case], reference: Callable | None, nam
 
 def _parameters(fn, n: int) -> list[str]:
     """The names of ``fn``'s first ``n`` parameters, for the messages (arg0, arg1, ... when it has none)."""
-    import inspect
-
     try:
         names = list(inspect.signature(fn).parameters)[:n]
     except (TypeError, ValueError):
@@ -183,7 +286,8 @@ def check_alpha_sigma(fn) -> None:
          lambda lam: (torch.sigmoid(lam).sqrt(), (1 - torch.sigmoid(lam)).sqrt())),
     ]
     _check("alpha_sigma", fn, cases, schedules.alpha_sigma, ("alpha", "sigma"), mistakes,
-           tolerance={torch.float32: (1e-4, 0.0), torch.float64: (1e-9, 0.0)})
+           tolerance={torch.float32: (1e-4, 0.0), torch.float64: (1e-9, 0.0)},
+           reimplements=("minicfg.schedules:alpha_sigma",))
 
 
 def _image_cases(seed: int) -> list[tuple[str, tuple, torch.dtype, tuple]]:
@@ -204,7 +308,7 @@ def check_q_sample(fn) -> None:
         ("lam order reversed (alpha and sigma swapped): the signal scale alpha grows with lam",
          lambda x, lam, eps: _sig(lam, x)[1] * x + _sig(lam, x)[0] * eps),
     ]
-    _check("q_sample", fn, cases, diffusion.q_sample, ("z",), mistakes)
+    _check("q_sample", fn, cases, diffusion.q_sample, ("z",), mistakes, reimplements=("minicfg.diffusion:q_sample",))
 
 
 def check_log_snr_cosine(fn) -> None:
@@ -225,7 +329,8 @@ def check_log_snr_cosine(fn) -> None:
     mistakes = [("lam order reversed: u = 0 must give lam_max (data) and u = 1 lam_min (noise); "
                  "b = arctan(exp(-lam_max / 2)), a = arctan(exp(-lam_min / 2)) - b", swapped),
                 ("lam = -2 log tan(a u + b): the factor -2 is missing or wrong", no_factor)]
-    _check("log_snr_cosine", fn, cases, schedules.log_snr_cosine, ("lam",), mistakes)
+    _check("log_snr_cosine", fn, cases, schedules.log_snr_cosine, ("lam",), mistakes,
+           reimplements=("minicfg.schedules:log_snr_cosine",))
 
 
 def check_posterior(fn) -> None:
@@ -258,7 +363,8 @@ def check_posterior(fn) -> None:
                 ("the variance uses sigma_lam^2; Eq. 3 has sigma_lam_next^2 (the forward Eq. 2 has sigma_lam^2)",
                  var_at_lam),
                 ("alpha^2 used where alpha was meant in the mean", squares)]
-    _check("posterior", fn, cases, diffusion.posterior, ("mean", "var"), mistakes)
+    _check("posterior", fn, cases, diffusion.posterior, ("mean", "var"), mistakes,
+           reimplements=("minicfg.diffusion:posterior",))
 
 
 # -- notebook 02 --------------------------------------------------------------------------------------------------
@@ -293,7 +399,10 @@ def check_ancestral_step(fn) -> None:
                 ("v and 1 - v exchanged: v = 0 is the posterior variance of Eq. 3, v = 1 the forward one of Eq. 2",
                  v_swapped),
                 ("the fresh noise is missing: add sqrt(variance) * noise to the mean", no_noise)]
-    _check("ancestral_step", fn, cases, _ancestral_step, ("z_next",), mistakes)
+    # the step itself: the sampler that takes it and this module's reference (x_from_eps, posterior and
+    # reverse_variance are the pieces the exercise hands the student)
+    _check("ancestral_step", fn, cases, _ancestral_step, ("z_next",), mistakes,
+           reimplements=("minicfg.samplers:ancestral", "minicfg.checks:_ancestral_step"))
 
 
 # -- notebook 03 --------------------------------------------------------------------------------------------------
@@ -321,7 +430,8 @@ def check_implicit_classifier_grad(fn) -> None:
                  lambda e_c, e_u, lam: -(e_c - e_u) / _sig(lam, e_c)[1] ** 2),
                 ("alpha used where sigma was meant: the score is -eps / sigma",
                  lambda e_c, e_u, lam: -(e_c - e_u) / _sig(lam, e_c)[0])]
-    _check("implicit_classifier_grad", fn, _pair_cases(), reference, ("grad",), mistakes)
+    _check("implicit_classifier_grad", fn, _pair_cases(), reference, ("grad",), mistakes,
+           reimplements=("minicfg.guidance:implicit_classifier_grad",))
 
 
 def check_cfg_combination(fn) -> None:
@@ -337,7 +447,7 @@ def check_cfg_combination(fn) -> None:
                  "(w is not the 'guidance scale' 1 + w of other libraries)",
                  lambda e_c, e_u, w: _w(w, e_c) * e_c - (_w(w, e_c) - 1) * e_u),
                 ("eps_cond and eps_uncond exchanged", lambda e_c, e_u, w: guidance.cfg(e_u, e_c, w))]
-    _check("cfg_combination", fn, cases, guidance.cfg, ("eps",), mistakes)
+    _check("cfg_combination", fn, cases, guidance.cfg, ("eps",), mistakes, reimplements=("minicfg.guidance:cfg",))
 
 
 def _w(w, like: torch.Tensor):
@@ -362,7 +472,8 @@ def check_classifier_guided_eps(fn) -> None:
                 ("sigma^2 used where sigma was meant",
                  lambda eps, grad, lam, w: eps - w * _sig(lam, eps)[1] ** 2 * grad),
                 ("sigma is missing: eps~ = eps - w sigma grad", lambda eps, grad, lam, w: eps - w * grad)]
-    _check("classifier_guided_eps", fn, cases, reference, ("eps",), mistakes)
+    _check("classifier_guided_eps", fn, cases, reference, ("eps",), mistakes,
+           reimplements=("minicfg.guidance:classifier_guided_eps",))
 
 
 # -- notebook 05 --------------------------------------------------------------------------------------------------
@@ -413,8 +524,11 @@ def check_label_dropout_loss(fn) -> None:
                 ("the model sees z = alpha x + sigma eps, not x",
                  lambda m, x, y, lam, eps, drop, k: (m(x, lam, null(y, drop, k)).float() - eps).pow(2).mean())]
     # eps_loss rounds the prediction to float32 (for bf16 training), so float64 agrees to float32's precision
+    # drop_labels makes the dropped labels null, the heart of the exercise; q_sample is a helper handed to it
     _check("label_dropout_loss", fn, cases, None, ("loss",), mistakes,
-           tolerance={torch.float64: TOLERANCE[torch.float32]})
+           tolerance={torch.float64: TOLERANCE[torch.float32]},
+           reimplements=("minicfg.diffusion:eps_loss", "minicfg.diffusion:drop_labels",
+                         "minicfg.predictions:prediction_loss"))
 
 
 #: exercise name -> its check, in the order the notebooks teach them.

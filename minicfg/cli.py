@@ -193,9 +193,15 @@ def _cmd_assignments_grade(args) -> None:
     from .assignments import grade, score_table
 
     csv_path = Path(args.submissions) / "scores.csv" if args.csv is None else Path(args.csv)
-    exercises, rows = grade(args.submissions, args.course, csv_path=csv_path, smoke=not args.full)
+    t = time.perf_counter()
+    exercises, rows = grade(args.submissions, args.course, csv_path=csv_path, smoke=not args.full,
+                            timeout=args.timeout, feedback=args.feedback, jobs=args.jobs, progress=True)
     print(score_table(exercises, rows))
-    print(f"scores written to {csv_path}")
+    for row in rows:
+        for assignment, why in row["not_graded"].items():
+            print(f"NOT GRADED (scored 0): {assignment} of {row['student']}: {why}", file=sys.stderr)
+    print(f"graded {len(rows)} students in {time.perf_counter() - t:.0f} s; scores written to {csv_path}"
+          + (f", feedback to {args.feedback}" if args.feedback else ""))
 
 
 # -- the parser: every choice comes from a registry --------------------------------------------------
@@ -462,6 +468,15 @@ def _add_assignments(sub) -> None:
     q.add_argument("--csv", default=None, help="CSV file for the scores (default: SUBMISSIONS/scores.csv)")
     q.add_argument("--full", action="store_true",
                    help="run the submissions in full rather than in smoke mode (slower; the checks are the same)")
+    from .assignments import SMOKE_TIMEOUT
+
+    q.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
+                   help="interrupt a cell after SECONDS and go on with the next (default: the course config's "
+                   f"Execute.timeout, at most {SMOKE_TIMEOUT} s in smoke mode)")
+    q.add_argument("--feedback", default=None, metavar="DIR",
+                   help="also write nbgrader's HTML feedback to DIR/<student>/<assignment>/<notebook>.html")
+    q.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                   help="grade in N processes at once, each in its own copy of the course (default 1)")
     q.set_defaults(func=_cmd_assignments_grade)
 
 

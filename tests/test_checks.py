@@ -135,7 +135,7 @@ def test_a_shape_error_names_the_input_and_the_broadcasting_fix():
 
 def test_float64_inputs_must_give_float64_results():
     with pytest.raises(AssertionError, match=r"returned dtype torch.float32, expected torch.float64"):
-        checks.check_alpha_sigma(lambda lam: tuple(t.float() for t in schedules.alpha_sigma(lam)))
+        checks.check_alpha_sigma(lambda lam: (torch.sigmoid(lam).sqrt().float(), torch.sigmoid(-lam).sqrt().float()))
 
 
 def test_the_ancestral_reference_is_the_step_samplers_ancestral_takes():
@@ -156,3 +156,99 @@ def test_the_ancestral_reference_is_the_step_samplers_ancestral_takes():
 def test_a_non_function_is_refused():
     with pytest.raises(AssertionError, match=r"pass the function itself"):
         checks.check_cfg_combination(None)
+
+
+# -- no answer by import or delegation ------------------------------------------------------------------------------
+# exercise -> a submission that hands the work to the library function the exercise re-implements (a correct answer
+# if that were allowed), and the library function named in the refusal
+DELEGATIONS = {
+    "alpha_sigma": ("from minicfg.schedules import alpha_sigma", "minicfg.schedules.alpha_sigma"),
+    "q_sample": ("from minicfg.diffusion import q_sample", "minicfg.diffusion.q_sample"),
+    "log_snr_cosine": ("from minicfg.schedules import log_snr_cosine", "minicfg.schedules.log_snr_cosine"),
+    "posterior": ("import minicfg.diffusion\n\ndef posterior(z, x, lam, lam_next):\n"
+                  "    return minicfg.diffusion.posterior(z, x, lam, lam_next)", "minicfg.diffusion.posterior"),
+    "ancestral_step": ("from minicfg.checks import _ancestral_step as ancestral_step",
+                       "minicfg.checks._ancestral_step"),
+    "implicit_classifier_grad": (
+        "from minicfg import guidance, schedules\nfrom minicfg.diffusion import expand_lam\n\n"
+        "def implicit_classifier_grad(e_c, e_u, lam):\n"
+        "    return guidance.implicit_classifier_grad(e_c, e_u, schedules.alpha_sigma(expand_lam(lam, e_c))[1])",
+        "minicfg.guidance.implicit_classifier_grad"),
+    "cfg_combination": ("import functools\nfrom minicfg import guidance\n\n"
+                        "@functools.wraps(guidance.cfg)\ndef cfg_combination(*args):\n    return guidance.cfg(*args)",
+                        "minicfg.guidance.cfg"),
+    "classifier_guided_eps": (
+        "from minicfg.guidance import classifier_guided_eps as lib\nfrom minicfg import schedules\n"
+        "from minicfg.diffusion import expand_lam\n\ndef classifier_guided_eps(eps, grad, lam, w):\n"
+        "    return lib(eps, grad, schedules.alpha_sigma(expand_lam(lam, eps))[1], w)",
+        "minicfg.guidance.classifier_guided_eps"),
+    "label_dropout_loss": (  # the labels made null by the library's drop_labels (p_uncond = 1 where drop is True)
+        "import torch\nfrom minicfg import diffusion\n\n"
+        "def label_dropout_loss(model, x, labels, lam, eps, drop, num_classes):\n"
+        "    labels = torch.where(drop, diffusion.drop_labels(labels, 1.0, num_classes), labels)\n"
+        "    return (model(diffusion.q_sample(x, lam, eps), lam, labels).float() - eps).pow(2).mean()",
+        "minicfg.diffusion.drop_labels"),
+}
+
+
+def _without_tripwires(monkeypatch):
+    """Make the checks trust delegation again (to show that a submission is right but for delegating)."""
+    monkeypatch.setattr(checks, "_tripwires", lambda exercise, library: {})
+    monkeypatch.setattr(checks, "_delegated_to", lambda fn, library: None)
+
+
+@pytest.mark.parametrize("name", list(DELEGATIONS))
+def test_delegating_to_the_library_function_scores_nothing(name, monkeypatch, capsys):
+    source, library = DELEGATIONS[name]
+    with pytest.raises(AssertionError) as info:
+        checks.EXERCISES[name](_define(source, name))
+    assert str(info.value) == (f"{name}: write {name} yourself; the library's own {library} is not allowed here: this "
+                               f"exercise re-implements it (torch and the helpers the exercise names are fine)")
+    assert info.value.__cause__ is None and (info.value.__context__ is None or info.value.__suppress_context__)
+    _without_tripwires(monkeypatch)  # the same submission passes when delegation is not refused: it is only that
+    checks.EXERCISES[name](_define(source, name))
+    assert capsys.readouterr().out.startswith(f"{name}: all ")
+
+
+ALPHA_SIGMA_DELEGATIONS = {
+    "the library's function itself": "from minicfg.schedules import alpha_sigma",
+    "a functools.partial of it": "import functools\nfrom minicfg import schedules\n"
+                                 "alpha_sigma = functools.partial(schedules.alpha_sigma)",
+    "an alias imported before, wrapped": "from minicfg.schedules import alpha_sigma as lib\n\n"
+                                        "def alpha_sigma(lam):\n    return lib(lam)",
+    "a call through the module": "import minicfg.schedules\n\n"
+                                 "def alpha_sigma(lam):\n    return minicfg.schedules.alpha_sigma(lam)",
+    "a library function that calls it inside": "import torch\nfrom minicfg import diffusion\n\ndef alpha_sigma(lam):\n"
+        "    return diffusion.q_sample(torch.ones_like(lam), lam, torch.zeros_like(lam)), "
+        "diffusion.q_sample(torch.zeros_like(lam), lam, torch.ones_like(lam))",
+    "a function made from its code": "import types\nfrom minicfg import schedules\n"
+        "alpha_sigma = types.FunctionType(schedules.alpha_sigma.__code__, schedules.alpha_sigma.__globals__)",
+    "an error it raised, caught and re-raised": "from minicfg import schedules\n\ndef alpha_sigma(lam):\n"
+        "    try:\n        return schedules.alpha_sigma(lam)\n    except RuntimeError as err:\n"
+        "        raise ValueError('no luck') from err",
+}
+
+
+@pytest.mark.parametrize("how", list(ALPHA_SIGMA_DELEGATIONS))
+def test_every_way_of_reaching_the_library_alpha_sigma_is_refused(how):
+    with pytest.raises(AssertionError, match=r"^alpha_sigma: write alpha_sigma yourself; the library's own "
+                                             r"minicfg\.schedules\.alpha_sigma is not allowed here"):
+        checks.check_alpha_sigma(_define(ALPHA_SIGMA_DELEGATIONS[how], "alpha_sigma"))
+    # and the library works again afterwards, with its own code
+    alpha, sigma = schedules.alpha_sigma(torch.tensor([0.0]))
+    assert alpha.item() == pytest.approx(0.5**0.5) and sigma.item() == pytest.approx(0.5**0.5)
+
+
+def test_the_library_is_restored_when_the_student_function_fails_otherwise():
+    original = schedules.alpha_sigma.__code__
+    with pytest.raises(AssertionError, match="raised ZeroDivisionError"):
+        checks.check_alpha_sigma(lambda lam: 1 / 0)
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        checks.check_q_sample(_define(_stub(CELLS["q_sample"][1]), "q_sample"))
+    assert schedules.alpha_sigma.__code__ is original
+
+
+def test_reimplements_names_a_module_level_function():
+    with pytest.raises(ValueError, match=r"reimplements='minicfg.schedules.alpha_sigma': expected 'module.path:fun"):
+        checks._check("x", lambda lam: lam, [checks.Case("one", (torch.zeros(1),))], lambda lam: lam, ("x",), [],
+                      reimplements=("minicfg.schedules.alpha_sigma",))
