@@ -36,6 +36,7 @@ __all__ = [
     "check_guided_ddim",
     "check_fid_from_stats",
     "check_precision_recall_knn",
+    "check_per_class_recognition",
     "check_interval_cfg",
     "check_zero_shot_predict",
 ]
@@ -645,6 +646,40 @@ def check_precision_recall_knn(fn) -> None:
            reimplements=("minicfg.metrics:precision_recall",))
 
 
+# -- notebook 08 --------------------------------------------------------------------------------------------------
+def _per_class(predicted, labels, num_classes):
+    """The reference: per class, the share of its samples predicted as it (recognised / asked for)."""
+    right = torch.bincount(labels[predicted == labels], minlength=num_classes).float()
+    return right / torch.bincount(labels, minlength=num_classes).float()
+
+
+def check_per_class_recognition(fn) -> None:
+    """``fn(predicted, labels, num_classes) -> rate``: for each class c, the share of the samples asked for as c
+    (``labels == c``) that the evaluator predicts as c; float32 of shape (num_classes,). Every class has samples."""
+    g = torch.Generator().manual_seed(70)
+    labels_10 = torch.arange(10).repeat_interleave(100)
+    noisy = torch.where(torch.rand(1000, generator=g) < 0.3, torch.randint(0, 10, (1000,), generator=g), labels_10)
+    uneven = torch.tensor([2, 0, 1, 1, 2, 2, 0, 2, 1, 2])
+    cases = [Case("uneven classes, unsorted labels", (torch.tensor([2, 1, 1, 0, 2, 0, 0, 2, 1, 1]), uneven, 3)),
+             Case("one sample per class, 3 classes", (torch.tensor([0, 2, 2]), torch.tensor([0, 1, 2]), 3)),
+             Case("every sample right, 4 classes", (torch.tensor([3, 1, 0, 2, 1]), torch.tensor([3, 1, 0, 2, 1]), 4)),
+             Case("10 classes, 100 samples each, 30% guessed at random", (noisy, labels_10, 10))]
+
+    def by_predicted(predicted, labels, num_classes):
+        return _per_class(labels, predicted, num_classes)
+
+    mistakes = [("grouped by the predicted class: the rate of class c is over the samples ASKED FOR as c "
+                 "(labels == c), the share of them predicted as c", by_predicted),
+                ("divided by all the samples: divide the hits of class c by the number of samples of class c",
+                 lambda p, y, k: torch.bincount(y[p == y], minlength=k).float() / len(y)),
+                ("counts, not shares: divide by the number of samples of each class",
+                 lambda p, y, k: torch.bincount(y[p == y], minlength=k).float()),
+                ("the overall accuracy repeated: each class needs its own share",
+                 lambda p, y, k: torch.full((k,), float((p == y).float().mean())))]
+    _check("per_class_recognition", fn, cases, _per_class, ("rate",), mistakes,
+           reimplements=())  # no library function computes it: notebook 08 writes it inline
+
+
 # -- notebook 09 --------------------------------------------------------------------------------------------------
 def _batch_shape(like: torch.Tensor) -> tuple[int, ...]:
     return (-1,) + (1,) * (like.ndim - 1)
@@ -717,6 +752,7 @@ EXERCISES: dict[str, Callable] = {
     "guided_ddim": check_guided_ddim,
     "fid_from_stats": check_fid_from_stats,
     "precision_recall_knn": check_precision_recall_knn,
+    "per_class_recognition": check_per_class_recognition,
     "interval_cfg": check_interval_cfg,
     "zero_shot_predict": check_zero_shot_predict,
 }

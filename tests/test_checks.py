@@ -34,6 +34,8 @@ WRONG = {
     "guided_ddim": (("return x_pred", "return z"), "the sampler returns the last prediction x~, not z"),
     "fid_from_stats": (("- 2 * cross", "- cross"), "the cross term has a factor 2"),
     "precision_recall_knn": (("kthvalue(k + 1", "kthvalue(k"), "the k-th nearest neighbour leaves the point itself out"),
+    "per_class_recognition": (("hits[labels == c].mean()", "hits[predicted == c].mean()"),
+                              "grouped by the predicted class"),
     "interval_cfg": (("(lam >= lam_low) & (lam <= lam_high)", "(lam > lam_low) & (lam < lam_high)"),
                      "the bounds belong to the interval"),
     "zero_shot_predict": (("errors.mean(2).argmin(1)", "errors.argmin(1).mode(1).values"),
