@@ -594,11 +594,13 @@ def check_fid_from_stats(fn) -> None:
     def mistake(mean=lambda d: d.pow(2).sum(), cross=_trace_sqrt_product, factor=2.0):
         return lambda mu1, cov1, mu2, cov2: mean(mu1 - mu2) + cov1.trace() + cov2.trace() - factor * cross(cov1, cov2)
 
+    entrywise = ("(C1 C2)^1/2 is a matrix square root (take the square roots of the eigenvalues), not torch.sqrt of "
+                 "the entries")
     mistakes = [("the mean term is the SQUARED distance |mu1 - mu2|^2, not the distance",
                  mistake(mean=lambda d: d.pow(2).sum().sqrt())),
                 ("the cross term has a factor 2: - 2 tr((C1^1/2 C2 C1^1/2)^1/2)", mistake(factor=1.0)),
-                ("(C1 C2)^1/2 is a matrix square root (take the square roots of the eigenvalues), not torch.sqrt of "
-                 "the entries", mistake(cross=lambda c1, c2: torch.diagonal(c1 @ c2).clamp(min=0).sqrt().sum())),
+                (entrywise, mistake(cross=lambda c1, c2: torch.diagonal(c1 @ c2).clamp(min=0).sqrt().sum())),
+                (entrywise, mistake(cross=lambda c1, c2: (c1.diagonal() * c2.diagonal()).clamp(min=0).sqrt().sum())),
                 ("tr(M^1/2) is the sum of the square roots of M's eigenvalues, not the square root of tr(M)",
                  mistake(cross=lambda c1, c2: torch.trace(c1 @ c2).sqrt()))]
     # eigenvalues near 0 (a singular covariance) have round-off of ~1e-16, and their square roots ~1e-8
