@@ -76,13 +76,20 @@ def test_guided_ddim_on_two_point_masses_returns_eq6_of_the_two_points_at_the_la
     assert float(checks.w_in_an_interval(lams[-2:-1])) == 3.0 and float(checks.w_in_an_interval(lams[-1:])) == 0.0
 
 
-def test_guided_ddim_written_with_the_library_sampler_passes(capsys):
+def test_guided_ddim_written_in_the_other_form_of_the_step_passes(capsys):
+    """DDIM's step rearranged, z' = (alpha' / alpha) z + (sigma' - alpha' sigma / alpha) eps~, with x~ computed only
+    for the return value: the same sampler, other round-off."""
+
     def guided_ddim(eps_cond, eps_uncond, z, lams, w_of_lam):
-        x_last = []
-        samplers.ddim(lambda z, lam: (1 + w_of_lam(lam)[:, None].reshape(-1, *[1] * (z.ndim - 1))) * eps_cond(z, lam)
-                      - w_of_lam(lam).reshape(-1, *[1] * (z.ndim - 1)) * eps_uncond(z, lam), z, lams,
-                      callback=lambda i, lam, z, x: x_last.append(x))
-        return x_last[-1]
+        steps = []
+        for lam_now, lam_next in zip(lams[:-1], lams[1:], strict=True):
+            lam = lam_now.expand(len(z))
+            w = w_of_lam(lam).reshape(-1, *[1] * (z.ndim - 1))
+            eps = eps_cond(z, lam) + w * (eps_cond(z, lam) - eps_uncond(z, lam))
+            (a, s), (a_n, s_n) = (schedules.alpha_sigma(t) for t in (lam_now, lam_next))
+            steps.append((z - s * eps) / a)
+            z = (a_n / a) * z + (s_n - a_n * s / a) * eps
+        return steps[-1]
 
     checks.check_guided_ddim(guided_ddim)
     assert capsys.readouterr().out == "guided_ddim: all 4 inputs pass\n"
