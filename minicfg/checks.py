@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import diffusion, guidance, schedules
+from . import diffusion, guidance, samplers, schedules
 from .diffusion import expand_lam
 
 __all__ = [
@@ -42,6 +42,14 @@ __all__ = [
     "check_cfg_combination",
     "check_classifier_guided_eps",
     "check_label_dropout_loss",
+    "check_guidance_scale_to_w",
+    "check_ddim_step",
+    "check_guided_ddim",
+    "check_fid_from_stats",
+    "check_precision_recall_knn",
+    "check_per_class_recognition",
+    "check_interval_cfg",
+    "check_zero_shot_predict",
 ]
 
 #: The hint when a function raises: most errors here are tensors of different shapes meeting.
@@ -531,6 +539,318 @@ def check_label_dropout_loss(fn) -> None:
                          "minicfg.predictions:prediction_loss"))
 
 
+# -- notebook 06 --------------------------------------------------------------------------------------------------
+def check_guidance_scale_to_w(fn) -> None:
+    """``fn(guidance_scale) -> w = guidance_scale - 1``: other libraries' ``guidance_scale`` is the paper's 1 + w."""
+    cases = [Case("guidance_scale = 1 (w = 0, the conditional model)", (torch.tensor([1.0]),)),
+             Case("diffusers' default 7.5 and a few more", (torch.tensor([7.5, 1.3, 2.0, 4.0]),)),
+             Case("guidance_scale = 0 (w = -1, the unconditional model)", (torch.tensor([0.0]),)),
+             Case("float64", (torch.linspace(0, 10, 6, dtype=torch.float64),))]
+    mistakes = [("guidance_scale is 1 + w, not w: subtract 1 (guidance_scale = 1 is w = 0, the conditional model)",
+                 lambda s: s.clone()),
+                ("the conversion goes the wrong way: guidance_scale = 1 + w, so w = guidance_scale - 1, not + 1",
+                 lambda s: s + 1),
+                ("the sign: w = guidance_scale - 1, not 1 - guidance_scale", lambda s: 1 - s)]
+    _check("guidance_scale_to_w", fn, cases, lambda s: s - 1, ("w",), mistakes,
+           reimplements=("minicfg.guidance:w_from_guidance_scale",))
+
+
+def _ddim_step(z, eps, lam, lam_next):
+    """The reference: ``z' = alpha_lam' x~ + sigma_lam' eps`` with ``x~ = (z - sigma_lam eps) / alpha_lam``."""
+    alpha_next, sigma_next = _sig(lam_next, z)
+    return alpha_next * diffusion.x_from_eps(z, lam, eps) + sigma_next * eps
+
+
+def check_ddim_step(fn) -> None:
+    """``fn(z, eps, lam, lam_next) -> z_next``: one step of the deterministic DDIM sampler in log-SNR time."""
+    specs = [("a batch of one", (1, 1, 4, 4), torch.float32, (-2.0,), (-1.5,)),
+             ("non-square images (3 x 5 x 7)", (3, 3, 5, 7), torch.float32, (-4.0, 0.0, 2.0), (-3.0, 1.0, 6.0)),
+             ("extreme lam: -20 -> -18 and 15 -> 20", (2, 1, 3, 3), torch.float32, (-20.0, 15.0), (-18.0, 20.0)),
+             ("float64, 2-D points", (4, 2), torch.float64, (-6.0, -1.0, 0.0, 3.0), (-5.0, 0.0, 2.0, 3.5))]
+    cases = [Case(name, (_tensor(shape, 10, dtype), _tensor(shape, 11, dtype), _lams(*lo, dtype=dtype),
+                         _lams(*hi, dtype=dtype))) for name, shape, dtype, lo, hi in specs]
+
+    def old_sigma(z, eps, lam, lam_next):
+        return _sig(lam_next, z)[0] * diffusion.x_from_eps(z, lam, eps) + _sig(lam, z)[1] * eps
+
+    def squares(z, eps, lam, lam_next):
+        (a, s), (a_n, s_n) = _sig(lam, z), _sig(lam_next, z)
+        return a_n**2 * (z - s**2 * eps) / a**2 + s_n**2 * eps
+
+    def no_eps(z, eps, lam, lam_next):
+        return _sig(lam_next, z)[0] * diffusion.x_from_eps(z, lam, eps)
+
+    mistakes = [("sigma_lam used where sigma_lam_next was meant: the step keeps the predicted noise at the NEW noise "
+                 "level, z' = alpha_lam' x~ + sigma_lam' eps", old_sigma),
+                ("lam and lam_next exchanged: x~ comes from z at lam, the new z is built at lam_next",
+                 lambda z, eps, lam, lam_next: _ddim_step(z, eps, lam_next, lam)),
+                ("alpha^2 and sigma^2 used where alpha and sigma were meant", squares),
+                ("the noise is missing: DDIM keeps it, z' = alpha_lam' x~ + sigma_lam' eps, not alpha_lam' x~",
+                 no_eps)]
+    _check("ddim_step", fn, cases, _ddim_step, ("z_next",), mistakes, reimplements=("minicfg.samplers:ddim",))
+
+
+def _stand_in_cond(z, lam):
+    """A fixed stand-in for the conditional prediction ``eps(z, lam, c)``; ``lam`` a number, 0-d or (B,)."""
+    return 0.8 * z + 0.2 * torch.tanh(expand_lam(lam, z) / 4) + 0.1
+
+
+def _stand_in_uncond(z, lam):
+    """A fixed stand-in for the unconditional prediction ``eps(z, lam)``."""
+    return 0.9 * z - 0.1 * torch.tanh(expand_lam(lam, z) / 4)
+
+
+def w_constant(lam):
+    """w = 2 at every lam."""
+    return torch.full_like(lam, 2.0)
+
+
+def w_in_an_interval(lam):
+    """w = 3 for lam in [-2, 3], 0 (the conditional model) elsewhere."""
+    return torch.where((lam >= -2) & (lam <= 3), 3.0, 0.0).to(lam.dtype)
+
+
+def w_growing_with_lam(lam):
+    """w = 1 + tanh(lam / 5): from about 0 at noise to about 2 at the data end."""
+    return 1 + torch.tanh(lam / 5)
+
+
+def _guided_ddim_loop(eps_cond, eps_uncond, z, lams, w_of_lam, *, extra_step=False, w_next=False, combine=None,
+                      result="x"):
+    """The sampling loop written out, with switches for the mistakes (the reference is ``samplers.ddim``)."""
+    n = len(lams) - (0 if extra_step else 1)
+    for i in range(n):
+        lam = lams[i].expand(z.shape[0])
+        w = expand_lam(w_of_lam(lams[min(i + 1, len(lams) - 1)].expand(z.shape[0]) if w_next else lam), z)
+        e_c, e_u = eps_cond(z, lam), eps_uncond(z, lam)
+        eps = combine(e_c, e_u, w) if combine else (1 + w) * e_c - w * e_u
+        x = diffusion.x_from_eps(z, lam, eps)
+        if i < len(lams) - 1:
+            z = _ddim_step(z, eps, lam, lams[i + 1].expand(z.shape[0]))
+    return x if result == "x" else z
+
+
+def _guided_ddim(eps_cond, eps_uncond, z, lams, w_of_lam):
+    """The reference: the library's DDIM sampler on Eq. 6 with ``w = w_of_lam(lam)`` at each evaluation."""
+    return samplers.ddim(lambda z, lam: guidance.cfg(eps_cond(z, lam), eps_uncond(z, lam), w_of_lam(lam)), z, lams)
+
+
+def check_guided_ddim(fn) -> None:
+    """``fn(eps_cond, eps_uncond, z, lams, w_of_lam) -> x~``: DDIM sampling with CFG whose ``w`` depends on ``lam``.
+
+    The stand-in predictions are fixed smooth functions of ``(z, lam)``; the expected result is ``samplers.ddim`` on
+    Eq. 6 with ``w = w_of_lam(lam)``: evaluations at ``lams[0], ..., lams[-2]``, the last ``x~`` returned.
+    """
+    specs = [("a batch of one, 2-D point, 8 steps, w = 2", (1, 2), torch.float32, 8, w_constant),
+             ("non-square images (3 x 5 x 7), 6 steps, w = 3 inside lam in [-2, 3]", (3, 3, 5, 7), torch.float32, 6,
+              w_in_an_interval),
+             ("the full grid from lam = -20 in 3 steps, w growing with lam", (2, 1, 3, 3), torch.float32, 3,
+              w_growing_with_lam),
+             ("float64 2-D points, 10 steps, w = 3 inside lam in [-2, 3]", (5, 2), torch.float64, 10,
+              w_in_an_interval)]
+    cases = [Case(name, (_stand_in_cond, _stand_in_uncond, _tensor(shape, 12, dtype),
+                         schedules.sampling_lams(n, dtype=dtype), w_fn)) for name, shape, dtype, n, w_fn in specs]
+    mistakes = [("the model runs at lams[0], ..., lams[-2] (len(lams) - 1 evaluations) and the sampler returns the "
+                 "x~ of the last one; yours also steps to lams[-1] and evaluates there",
+                 lambda *a: _guided_ddim_loop(*a, extra_step=True)),
+                ("the sampler returns the last prediction x~, not z",
+                 lambda *a: _guided_ddim_loop(*a, result="z")),
+                ("w(lam) evaluated at the next lam: each evaluation uses w at the lam the model sees",
+                 lambda *a: _guided_ddim_loop(*a, w_next=True)),
+                ("w used where 1 + w was meant: eps~ = (1 + w) eps_cond - w eps_uncond",
+                 lambda *a: _guided_ddim_loop(*a, combine=lambda c, u, w: w * c - (w - 1) * u)),
+                ("eps_cond and eps_uncond exchanged", lambda *a: _guided_ddim_loop(
+                    *a, combine=lambda c, u, w: (1 + w) * u - w * c))]
+    _check("guided_ddim", fn, cases, _guided_ddim, ("x",), mistakes,
+           reimplements=("minicfg.samplers:ddim", "minicfg.guidance:cfg_eps_fn"))
+
+
+# -- notebook 07 --------------------------------------------------------------------------------------------------
+def _gaussian_stats(n: int, d: int, seed: int, dtype=torch.float64, shift: float = 0.0, rank: int | None = None):
+    """Mean and covariance of ``n`` correlated random features in ``d`` dimensions (of rank ``rank`` if given)."""
+    mix = _tensor((rank or d, d), seed + 1, torch.float64)
+    f = _tensor((n, rank or d), seed, torch.float64) @ mix + shift
+    return f.mean(0).to(dtype), torch.cov(f.T).reshape(d, d).to(dtype)
+
+
+def _fid(mu1, cov1, mu2, cov2):
+    from . import metrics
+
+    value = metrics.frechet_distance(*(t.double().numpy() for t in (mu1, cov1, mu2, cov2)))
+    return torch.tensor(value, dtype=mu1.dtype)
+
+
+def _trace_sqrt_product(cov1, cov2):
+    """tr((C1 C2)^(1/2)): the C1 C2 has the eigenvalues of the symmetric C1^(1/2) C2 C1^(1/2), all >= 0."""
+    return torch.linalg.eigvals(cov1 @ cov2).real.clamp(min=0).sqrt().sum()
+
+
+def check_fid_from_stats(fn) -> None:
+    """``fn(mu1, cov1, mu2, cov2) -> d``: the Frechet distance between two Gaussians, a 0-dim tensor.
+
+    ``|mu1 - mu2|^2 + tr(C1) + tr(C2) - 2 tr((C1^1/2 C2 C1^1/2)^1/2)``, compared with ``metrics.frechet_distance``.
+    """
+    one_a, one_b = (torch.tensor([0.5], dtype=torch.float64), torch.tensor([[4.0]], dtype=torch.float64)), \
+        (torch.tensor([-1.0], dtype=torch.float64), torch.tensor([[1.0]], dtype=torch.float64))
+    diag_a = (_tensor((3,), 20, torch.float64), torch.diag(torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)))
+    diag_b = (_tensor((3,), 21, torch.float64), torch.diag(torch.tensor([3.0, 0.25, 0.5], dtype=torch.float64)))
+    full_a, full_b = _gaussian_stats(40, 5, 22), _gaussian_stats(30, 5, 24, shift=0.3)
+    cases = [Case("one feature (d = 1): N(0.5, 4) and N(-1, 1)", one_a + one_b),
+             Case("the same Gaussian twice (distance 0)", full_a + full_a),
+             Case("diagonal covariances, d = 3", diag_a + diag_b),
+             Case("full covariances, d = 5", full_a + full_b),
+             Case("a singular covariance (rank 2 in d = 4)", _gaussian_stats(3, 4, 26, rank=2)
+                  + _gaussian_stats(20, 4, 28)),
+             Case("float32, d = 6", _gaussian_stats(50, 6, 30, torch.float32) + _gaussian_stats(40, 6, 32,
+                                                                                               torch.float32))]
+
+    def mistake(mean=lambda d: d.pow(2).sum(), cross=_trace_sqrt_product, factor=2.0):
+        return lambda mu1, cov1, mu2, cov2: mean(mu1 - mu2) + cov1.trace() + cov2.trace() - factor * cross(cov1, cov2)
+
+    entrywise = ("(C1 C2)^1/2 is a matrix square root (take the square roots of the eigenvalues), not torch.sqrt of "
+                 "the entries")
+    mistakes = [("the mean term is the SQUARED distance |mu1 - mu2|^2, not the distance",
+                 mistake(mean=lambda d: d.pow(2).sum().sqrt())),
+                ("the cross term has a factor 2: - 2 tr((C1^1/2 C2 C1^1/2)^1/2)", mistake(factor=1.0)),
+                (entrywise, mistake(cross=lambda c1, c2: torch.diagonal(c1 @ c2).clamp(min=0).sqrt().sum())),
+                (entrywise, mistake(cross=lambda c1, c2: (c1.diagonal() * c2.diagonal()).clamp(min=0).sqrt().sum())),
+                ("tr(M^1/2) is the sum of the square roots of M's eigenvalues, not the square root of tr(M)",
+                 mistake(cross=lambda c1, c2: torch.trace(c1 @ c2).sqrt()))]
+    # eigenvalues near 0 (a singular covariance) have round-off of ~1e-16, and their square roots ~1e-8
+    _check("fid_from_stats", fn, cases, _fid, ("d",), mistakes,
+           tolerance={torch.float32: (1e-3, 1e-4), torch.float64: (1e-7, 1e-9)},
+           reimplements=("minicfg.metrics:frechet_distance",))
+
+
+def _precision_recall(real, fake, k):
+    from . import metrics
+
+    return tuple(torch.tensor(v, dtype=real.dtype) for v in metrics.precision_recall(real, fake, k))
+
+
+def _knn_coverage(query, points, radius_points, k):
+    """The share of ``query`` inside a ball around some of ``points``, with radii from ``radius_points``."""
+    radii = torch.cdist(radius_points, radius_points).kthvalue(k + 1, dim=1).values
+    return (torch.cdist(query, points) <= radii).any(1).to(query.dtype).mean()
+
+
+def check_precision_recall_knn(fn) -> None:
+    """``fn(real, fake, k) -> (precision, recall)``: improved precision and recall with k-NN balls, 0-dim tensors.
+
+    Compared with ``metrics.precision_recall``; a real point's ball has the radius of its k-th nearest OTHER real
+    point (likewise for the fakes); precision is the share of fakes in some real ball, recall of reals in a fake one.
+    """
+    real = _tensor((8, 2), 40, torch.float64)
+    collapsed = real[2] + _tensor((6, 2), 41, torch.float64, scale=0.05)
+    cases = [Case("2-D points, 8 real and 8 fake, k = 3", (real, _tensor((8, 2), 42, torch.float64, 0.6) + 0.4, 3)),
+             Case("10 real and 6 fake, k = 2", (_tensor((10, 3), 43, torch.float64),
+                                               _tensor((6, 3), 44, torch.float64, 1.5), 2)),
+             Case("fakes that copy the reals, k = 1 (precision = recall = 1)", (real, real.flip(0), 1)),
+             Case("fakes collapsed onto one real point, k = 2 (high precision, low recall)", (real, collapsed, 2)),
+             Case("float32, 5-D features, 20 each, k = 3", (_tensor((20, 5), 45), _tensor((20, 5), 46, scale=0.7) + 0.3,
+                                                            3))]
+
+    mistakes = [("the k-th nearest neighbour leaves the point itself out: its own distance 0 is the smallest, so the "
+                 "radius is the (k + 1)-th smallest distance in its row (kthvalue(k + 1))",
+                 lambda r, f, k: (_knn_coverage(f, r, r, k - 1), _knn_coverage(r, f, f, k - 1))),
+                ("precision and recall exchanged: precision is the share of FAKES inside the balls around the reals",
+                 lambda r, f, k: (_knn_coverage(r, f, f, k), _knn_coverage(f, r, r, k))),
+                ("the balls around the reals have the reals' own k-NN radii (and the fakes' the fakes' radii)",
+                 lambda r, f, k: (_knn_coverage(f, r, f, k), _knn_coverage(r, f, r, k)))]
+    _check("precision_recall_knn", fn, cases, _precision_recall, ("precision", "recall"), mistakes,
+           reimplements=("minicfg.metrics:precision_recall",))
+
+
+# -- notebook 08 --------------------------------------------------------------------------------------------------
+def _per_class(predicted, labels, num_classes):
+    """The reference: per class, the share of its samples predicted as it (recognised / asked for)."""
+    right = torch.bincount(labels[predicted == labels], minlength=num_classes).float()
+    return right / torch.bincount(labels, minlength=num_classes).float()
+
+
+def check_per_class_recognition(fn) -> None:
+    """``fn(predicted, labels, num_classes) -> rate``: for each class c, the share of the samples asked for as c
+    (``labels == c``) that the evaluator predicts as c; float32 of shape (num_classes,). Every class has samples."""
+    g = torch.Generator().manual_seed(70)
+    labels_10 = torch.arange(10).repeat_interleave(100)
+    noisy = torch.where(torch.rand(1000, generator=g) < 0.3, torch.randint(0, 10, (1000,), generator=g), labels_10)
+    uneven = torch.tensor([2, 0, 1, 1, 2, 2, 0, 2, 1, 2])
+    cases = [Case("uneven classes, unsorted labels", (torch.tensor([2, 1, 1, 0, 2, 0, 0, 2, 1, 1]), uneven, 3)),
+             Case("one sample per class, 3 classes", (torch.tensor([0, 2, 2]), torch.tensor([0, 1, 2]), 3)),
+             Case("every sample right, 4 classes", (torch.tensor([3, 1, 0, 2, 1]), torch.tensor([3, 1, 0, 2, 1]), 4)),
+             Case("10 classes, 100 samples each, 30% guessed at random", (noisy, labels_10, 10))]
+
+    def by_predicted(predicted, labels, num_classes):
+        return _per_class(labels, predicted, num_classes)
+
+    mistakes = [("grouped by the predicted class: the rate of class c is over the samples ASKED FOR as c "
+                 "(labels == c), the share of them predicted as c", by_predicted),
+                ("divided by all the samples: divide the hits of class c by the number of samples of class c",
+                 lambda p, y, k: torch.bincount(y[p == y], minlength=k).float() / len(y)),
+                ("counts, not shares: divide by the number of samples of each class",
+                 lambda p, y, k: torch.bincount(y[p == y], minlength=k).float()),
+                ("the overall accuracy repeated: each class needs its own share",
+                 lambda p, y, k: torch.full((k,), float((p == y).float().mean())))]
+    _check("per_class_recognition", fn, cases, _per_class, ("rate",), mistakes,
+           reimplements=())  # no library function computes it: notebook 08 writes it inline
+
+
+# -- notebook 09 --------------------------------------------------------------------------------------------------
+def _batch_shape(like: torch.Tensor) -> tuple[int, ...]:
+    return (-1,) + (1,) * (like.ndim - 1)
+
+
+def check_interval_cfg(fn) -> None:
+    """``fn(eps_cond, eps_uncond, lam, w, lam_low, lam_high) -> eps``: Eq. 6 for ``lam`` in ``[lam_low, lam_high]``
+    (the bounds included), the conditional prediction ``eps_cond`` (w = 0) elsewhere; one ``lam`` per sample."""
+    pairs = _pair_cases()
+    edges = _lams(-3.0, -1.0, 0.5, 2.5, 4.0)
+    cases = [Case("a batch of one inside the interval", pairs[0].args + (2.0, -1.0, 2.5)),
+             Case("non-square images: below, inside, above", pairs[1].args[:2] + (_lams(-3.0, 0.0, 3.0), 1.5, -1.0,
+                                                                                     2.5)),
+             Case("lam on the bounds (they belong to the interval)", (_tensor((5, 2), 50), _tensor((5, 2), 51), edges,
+                                                                       3.0, -1.0, 2.5)),
+             Case("extreme lam: -20 and +20 (outside)", pairs[2].args + (4.0, -1.0, 2.5)),
+             Case("float64, EDM2's interval [-0.95, 2.52]", pairs[3].args + (2.0, -0.95, 2.52))]
+
+    def interval(e_c, e_u, lam, w, lo, hi, *, inside=None, outside=None, scale=None):
+        ins = ((lam >= lo) & (lam <= hi)) if inside is None else inside(lam, lo, hi)
+        w_now = torch.where(ins, float(w), 0.0).to(e_c.dtype)
+        guided = guidance.cfg(e_c, e_u, w_now) if scale is None else scale(e_c, e_u, expand_lam(w_now, e_c))
+        return guided if outside is None else torch.where(ins.reshape(_batch_shape(e_c)), guided, outside(e_c, e_u))
+
+    mistakes = [("the bounds belong to the interval: lam_low <= lam <= lam_high",
+                 lambda *a: interval(*a, inside=lambda lam, lo, hi: (lam > lo) & (lam < hi))),
+                ("outside the interval the prediction is the conditional one, eps_cond (w = 0), not eps_uncond",
+                 lambda *a: interval(*a, outside=lambda e_c, e_u: e_u)),
+                ("the interval reversed: guide INSIDE [lam_low, lam_high] and use eps_cond outside",
+                 lambda *a: interval(*a, inside=lambda lam, lo, hi: (lam < lo) | (lam > hi))),
+                ("w used where 1 + w was meant: eps~ = (1 + w) eps_cond - w eps_uncond",
+                 lambda *a: interval(*a, scale=lambda c, u, w: w * c - (w - 1) * u))]
+    _check("interval_cfg", fn, cases, lambda *a: interval(*a), ("eps",), mistakes,
+           reimplements=("minicfg.guidance_variants:interval_guidance",))
+
+
+def check_zero_shot_predict(fn) -> None:
+    """``fn(errors) -> labels``: the zero-shot classifier's choice from errors of shape (N, num_classes, K), the class
+    of the lowest mean error over the K shared draws (``minicfg.zero_shot.classify``); labels (N,) int64."""
+    # image 0: class 1 wins two draws by a little, class 0 wins one by a lot; the mean picks class 0, a vote class 1
+    votes_differ = torch.tensor([[[0.30, 0.30, 0.01], [0.29, 0.29, 0.50], [0.90, 0.80, 0.70]],
+                                 [[0.50, 0.40, 0.45], [0.10, 0.20, 0.15], [0.60, 0.35, 0.30]]], dtype=torch.float64)
+    cases = [Case("one image, 10 classes, 4 draws", (_tensor((1, 10, 4), 60).abs(),)),
+             Case("a mean that disagrees with the draws' majority vote", (votes_differ,)),
+             Case("float32, 6 images, 10 classes, 16 draws", (_tensor((6, 10, 16), 61).exp(),)),
+             Case("float64, 5 images, 3 classes, one draw", (_tensor((5, 3, 1), 62, torch.float64).abs(),))]
+    mistakes = [("the most likely class has the LOWEST error (the error bounds -log p(x | c)): argmin, not argmax",
+                 lambda e: e.mean(2).argmax(1)),
+                ("a majority vote of the single draws is not the classifier: average the errors over the K draws, "
+                 "then take the class of the lowest mean", lambda e: e.argmin(1).mode(1).values),
+                ("averaged over the wrong axis: errors is (N, num_classes, K); mean over K (dim 2), argmin over the "
+                 "classes (dim 1)", lambda e: e.mean(1).argmin(1))]
+    _check("zero_shot_predict", fn, cases, lambda e: e.mean(2).argmin(1), ("labels",), mistakes,
+           reimplements=("minicfg.zero_shot:classify", "minicfg.zero_shot:class_errors"))
+
+
 #: exercise name -> its check, in the order the notebooks teach them.
 EXERCISES: dict[str, Callable] = {
     "alpha_sigma": check_alpha_sigma,
@@ -542,4 +862,12 @@ EXERCISES: dict[str, Callable] = {
     "cfg_combination": check_cfg_combination,
     "classifier_guided_eps": check_classifier_guided_eps,
     "label_dropout_loss": check_label_dropout_loss,
+    "guidance_scale_to_w": check_guidance_scale_to_w,
+    "ddim_step": check_ddim_step,
+    "guided_ddim": check_guided_ddim,
+    "fid_from_stats": check_fid_from_stats,
+    "precision_recall_knn": check_precision_recall_knn,
+    "per_class_recognition": check_per_class_recognition,
+    "interval_cfg": check_interval_cfg,
+    "zero_shot_predict": check_zero_shot_predict,
 }

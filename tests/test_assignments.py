@@ -44,7 +44,8 @@ def test_the_course_folder_is_up_to_date_with_the_notebooks(tmp_path):
     assert not stale, f"course/source is stale ({', '.join(stale)}): run `minicfg assignments source`"
     assert {p.parent.name for p in written} == {f"0{i}_{s}" for i, s in (
         (1, "forward_process_and_log_snr"), (2, "reverse_process_and_samplers"), (3, "guidance_toy_exact_scores"),
-        (4, "classifier_guidance"), (5, "cfg_training"))}
+        (4, "classifier_guidance"), (5, "cfg_training"), (6, "cfg_sampling"), (7, "fid_is_tradeoff"), (8, "cifar10"),
+        (9, "beyond_cfg"))}
 
 
 def test_the_source_command_writes_the_assignments_without_outputs(tmp_path, capsys):

@@ -29,6 +29,18 @@ WRONG = {
     "classifier_guided_eps": (("eps - w * sigma", "eps + w * sigma"), "the sign"),
     "label_dropout_loss": (("labels = torch.where(drop, torch.full_like(labels, num_classes), labels)", "pass"),
                            "the labels must be dropped"),
+    "guidance_scale_to_w": (("return guidance_scale - 1", "return guidance_scale"), "guidance_scale is 1 + w, not w"),
+    "ddim_step": (("+ sigma_next * eps", "+ sigma * eps"), "sigma_lam used where sigma_lam_next was meant"),
+    "guided_ddim": (("return x_pred", "return z"), "the sampler returns the last prediction x~, not z"),
+    "fid_from_stats": (("- 2 * cross", "- cross"), "the cross term has a factor 2"),
+    "precision_recall_knn": (("kthvalue(k + 1", "kthvalue(k"),
+                             "the k-th nearest neighbour leaves the point itself out"),
+    "per_class_recognition": (("hits[labels == c].mean()", "hits[predicted == c].mean()"),
+                              "grouped by the predicted class"),
+    "interval_cfg": (("(lam >= lam_low) & (lam <= lam_high)", "(lam > lam_low) & (lam < lam_high)"),
+                     "the bounds belong to the interval"),
+    "zero_shot_predict": (("errors.mean(2).argmin(1)", "errors.argmin(1).mode(1).values"),
+                          "a majority vote of the single draws is not the classifier"),
 }
 
 
