@@ -200,6 +200,18 @@ DELEGATIONS = {
         "    labels = torch.where(drop, diffusion.drop_labels(labels, 1.0, num_classes), labels)\n"
         "    return (model(diffusion.q_sample(x, lam, eps), lam, labels).float() - eps).pow(2).mean()",
         "minicfg.diffusion.drop_labels"),
+    # the library's metrics and conversion return floats: the delegations turn them into the tensors asked for
+    "guidance_scale_to_w": ("import torch\nfrom minicfg.guidance import w_from_guidance_scale as lib\n\n"
+                            "def guidance_scale_to_w(s):\n    if not torch.is_tensor(s):\n        return lib(s)\n"
+                            "    return torch.tensor([lib(float(v)) for v in s.flatten()], dtype=s.dtype)"
+                            ".reshape(s.shape)", "minicfg.guidance.w_from_guidance_scale"),
+    "fid_from_stats": ("import torch\nfrom minicfg import metrics\n\ndef fid_from_stats(mu1, cov1, mu2, cov2):\n"
+                       "    return torch.tensor(metrics.frechet_distance(mu1, cov1, mu2, cov2), dtype=mu1.dtype)",
+                       "minicfg.metrics.frechet_distance"),
+    "precision_recall_knn": ("import torch\nfrom minicfg.metrics import precision_recall as lib\n\n"
+                             "def precision_recall_knn(real, fake, k):\n    p, r = lib(real, fake, k)\n"
+                             "    return torch.tensor(p, dtype=real.dtype), torch.tensor(r, dtype=real.dtype)",
+                             "minicfg.metrics.precision_recall"),
 }
 
 
