@@ -55,7 +55,8 @@ def exercise_notebooks(notebooks: str | Path = "notebooks") -> list[Path]:
 
 def write_source(notebooks: str | Path = "notebooks", course: str | Path = "course") -> list[Path]:
     """Write ``course/source/<stem>/<stem>.ipynb`` for each notebook with exercises, with nbgrader's ClearOutput
-    (outputs and execution counts removed, so the copy changes only when the notebook's cells do).
+    (outputs, execution counts and the saved widget state removed, so the copy changes only when the notebook's
+    cells do).
 
     Assignment folders under ``course/source`` that no notebook produces any more are removed. Returns the written
     paths."""
@@ -68,6 +69,7 @@ def write_source(notebooks: str | Path = "notebooks", course: str | Path = "cour
     for path in exercise_notebooks(notebooks):
         nb = nbformat.read(path, as_version=4)
         nb, _ = ClearOutput().preprocess(nb, {})
+        nb.metadata.pop("widgets", None)  # the widget state of the last run: outputs, not the assignment
         for cell in nb.cells:
             cell.metadata.pop("execution", None)  # timestamps of the last run
         out = source / path.stem / path.name

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from minicfg import assignments, checks
+from minicfg import assignments, checks, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = ROOT / "course"
@@ -68,6 +68,7 @@ def test_the_source_command_writes_the_assignments_without_outputs(tmp_path, cap
         assert [c.source for c in copy] == [c.source for c in original]
         assert [c.metadata.get("nbgrader") for c in copy] == [c.metadata.get("nbgrader") for c in original]
         assert not any(c.get("outputs") or c.get("execution_count") for c in copy)
+        assert "widgets" not in nbformat.read(course / "source" / name / f"{name}.ipynb", as_version=4).metadata
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["assignments", "source", "--course", str(tmp_path / "not-a-course")])
     assert exit_info.value.code == 2 and "no nbgrader course folder at" in capsys.readouterr().err
