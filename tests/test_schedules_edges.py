@@ -6,6 +6,7 @@ Written for the survivors of mutation testing (docs/mutation.md): each expected 
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,3 +67,15 @@ def test_sampling_lams_in_float64_is_the_cosine_formula_at_exact_thirds():
     lams = schedules.sampling_lams(3, lo, hi, dtype=torch.float64)
     assert lams.dtype == torch.float64
     assert lams.tolist() == pytest.approx(expected, rel=1e-13, abs=1e-13)
+
+
+def test_alpha_sigma_takes_numbers_and_integer_tensors_in_the_default_dtype():
+    # alpha^2 = sigmoid(lam): at lam = 0 both scales are sqrt(1/2); at lam = log 3, alpha^2 = 3/4 and sigma^2 = 1/4
+    for lam in (0, 0.0, np.float64(0.0), torch.tensor(0)):
+        alpha, sigma = schedules.alpha_sigma(lam)
+        # a number becomes torch's default float dtype, even numpy's float64 (a Python float subclass)
+        assert alpha.dtype == torch.get_default_dtype() and alpha.shape == ()
+        assert (alpha.item(), sigma.item()) == pytest.approx((math.sqrt(0.5), math.sqrt(0.5)), rel=1e-6)
+    alpha, sigma = schedules.alpha_sigma(math.log(3.0))
+    assert (alpha.item(), sigma.item()) == pytest.approx((math.sqrt(0.75), 0.5), rel=1e-6)
+    assert schedules.log_snr_uniform(0.25).item() == pytest.approx(10.0)
