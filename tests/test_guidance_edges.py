@@ -11,7 +11,7 @@ import re
 import pytest
 import torch
 
-from minicfg import guidance
+from minicfg import guidance, guidance_variants
 
 DIM, CLASSES = 4, 3
 
@@ -97,3 +97,12 @@ def test_hand_gradient_is_the_log_softmax_gradient():
     fd = [(log_p(z + h * e) - log_p(z - h * e)) / (2 * h) for e in torch.eye(DIM, dtype=torch.float64)[:, None]]
     assert _hand_grad(z, W, torch.tensor([2]))[0].tolist() == pytest.approx(fd, rel=1e-6)
     assert math.isfinite(fd[0])
+
+
+def test_rescale_leaves_a_guided_eps_without_spread_as_it_is():
+    # std(eps_cfg) = 0: there is no spread to rescale, so the guided eps comes back unchanged (ratio taken as 1)
+    z = torch.tensor([[0.5, -1.0, 2.0, 0.0]], dtype=torch.float64)
+    eps_cond = torch.tensor([[1.0, -2.0, 0.3, 0.7]], dtype=torch.float64)
+    eps_guided = torch.full_like(z, 0.25)
+    out = guidance_variants.rescale_eps(z, torch.tensor([1.0]), eps_cond, eps_guided, phi=0.7, space="eps")
+    torch.testing.assert_close(out, eps_guided)
