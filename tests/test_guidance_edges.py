@@ -106,3 +106,29 @@ def test_rescale_leaves_a_guided_eps_without_spread_as_it_is():
     eps_guided = torch.full_like(z, 0.25)
     out = guidance_variants.rescale_eps(z, torch.tensor([1.0]), eps_cond, eps_guided, phi=0.7, space="eps")
     torch.testing.assert_close(out, eps_guided)
+
+
+def test_cfg_refuses_predictions_of_different_shapes():
+    eps = torch.zeros(2, 1, 3, 3)
+    for other in (torch.zeros(1, 1, 3, 3), torch.zeros(2, 1, 1, 3)):  # both would broadcast silently
+        with pytest.raises(ValueError, match="shapes must match"):
+            guidance.cfg(eps, other, 1.0)
+        with pytest.raises(ValueError, match="shapes must match"):
+            guidance.cfg(other, eps, 1.0)
+
+
+def test_a_model_whose_config_has_no_class_count_is_asked_for_num_classes():
+    class Model(torch.nn.Module):
+        config = object()  # a config without num_classes
+
+        def forward(self, z, lam, labels):
+            return z
+
+    with pytest.raises(ValueError, match="cannot tell the number of classes of this model: pass num_classes"):
+        guidance.cfg_eps_fn(Model(), torch.tensor([0, 1]), 1.0)
+    # given explicitly, the null label is that index
+    seen = []
+    model = Model()
+    model.forward = lambda z, lam, labels: seen.append(labels) or z
+    guidance.cfg_eps_fn(model, torch.tensor([0, 1]), -1.0, num_classes=5)(torch.zeros(2, 3), torch.zeros(2))
+    assert seen[0].tolist() == [5, 5]
