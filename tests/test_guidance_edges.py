@@ -132,3 +132,16 @@ def test_a_model_whose_config_has_no_class_count_is_asked_for_num_classes():
     model.forward = lambda z, lam, labels: seen.append(labels) or z
     guidance.cfg_eps_fn(model, torch.tensor([0, 1]), -1.0, num_classes=5)(torch.zeros(2, 3), torch.zeros(2))
     assert seen[0].tolist() == [5, 5]
+
+
+def test_per_sample_w_keeps_the_predictions_dtype_and_must_be_one_per_sample():
+    eps_c = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    eps_u = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+    w = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    out = guidance.cfg(eps_c, eps_u, w)
+    assert out.dtype == torch.float32
+    # (1 + w) eps_c - w eps_u, row by row
+    torch.testing.assert_close(out, torch.tensor([[1.5, 2.5], [7.0, 10.0]]))
+    for bad in (torch.tensor([[0.5], [2.0]]), torch.tensor([0.5, 2.0, 1.0])):
+        with pytest.raises(ValueError, match=re.escape("per-sample w must have shape (2,)")):
+            guidance.cfg(eps_c, eps_u, bad)
