@@ -135,13 +135,13 @@ def test_a_model_whose_config_has_no_class_count_is_asked_for_num_classes():
 
 
 def test_per_sample_w_keeps_the_predictions_dtype_and_must_be_one_per_sample():
-    eps_c = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
-    eps_u = torch.tensor([[0.0, 1.0], [1.0, 1.0]])
+    eps_c = torch.tensor([[1.0, 2.0, 0.0], [3.0, 4.0, 1.0]])
+    eps_u = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     w = torch.tensor([0.5, 2.0], dtype=torch.float64)
     out = guidance.cfg(eps_c, eps_u, w)
     assert out.dtype == torch.float32
     # (1 + w) eps_c - w eps_u, row by row
-    torch.testing.assert_close(out, torch.tensor([[1.5, 2.5], [7.0, 10.0]]))
-    for bad in (torch.tensor([[0.5], [2.0]]), torch.tensor([0.5, 2.0, 1.0])):
-        with pytest.raises(ValueError, match=re.escape("per-sample w must have shape (2,)")):
+    torch.testing.assert_close(out, torch.tensor([[1.5, 2.5, 0.0], [7.0, 10.0, 1.0]]))
+    for bad, shape in ((torch.tensor([[0.5], [2.0]]), "(2, 1)"), (torch.tensor([0.5, 2.0, 1.0]), "(3,)")):
+        with pytest.raises(ValueError, match=re.escape(f"per-sample w must have shape (2,), got {shape}")):
             guidance.cfg(eps_c, eps_u, bad)
