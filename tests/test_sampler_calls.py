@@ -31,3 +31,13 @@ def test_run_sampler_passes_the_options_on():
     x = samplers.run_sampler("ddim", _zero_eps, z, sampling_lams(3, -2.0, 2.0), clip_x=(-0.1, 0.1))
     assert x.abs().max().item() <= 0.1 + 1e-7
     assert samplers.run_sampler("ddim", _zero_eps, z, sampling_lams(3, -2.0, 2.0)).abs().max().item() > 1.0
+
+
+def test_an_eps_fn_in_another_dtype_does_not_change_the_samplers_dtype():
+    # a network under autocast may answer in float64 or bfloat16; the walk stays in z's dtype
+    z = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
+    lams = sampling_lams(4, -3.0, 3.0)
+    for name in samplers.SAMPLERS:
+        x = samplers.run_sampler(name, lambda z, lam: 0.1 * z.double(), z, lams,
+                                 generator=torch.Generator().manual_seed(0))
+        assert x.dtype == torch.float32, name
