@@ -41,3 +41,18 @@ def test_an_eps_fn_in_another_dtype_does_not_change_the_samplers_dtype():
         x = samplers.run_sampler(name, lambda z, lam: 0.1 * z.double(), z, lams,
                                  generator=torch.Generator().manual_seed(0))
         assert x.dtype == torch.float32, name
+
+
+def test_the_eps_fn_and_the_callback_see_lam_in_zs_dtype():
+    # a float64 grid with a float32 state: the network is asked at float32 log-SNRs, one per sample
+    z = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
+    seen = []
+
+    def eps_fn(z, lam):
+        seen.append(lam)
+        return torch.zeros_like(z)
+
+    samplers.run_sampler("ddim", eps_fn, z, sampling_lams(3, -3.0, 3.0, dtype=torch.float64),
+                         callback=lambda step, lam, z, x: seen.append(lam))
+    assert len(seen) == 6 and all(lam.dtype == torch.float32 for lam in seen)
+    assert [tuple(lam.shape) for lam in seen[::2]] == [(2,)] * 3
