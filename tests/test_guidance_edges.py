@@ -124,8 +124,11 @@ def test_a_model_whose_config_has_no_class_count_is_asked_for_num_classes():
         def forward(self, z, lam, labels):
             return z
 
-    with pytest.raises(ValueError, match="cannot tell the number of classes of this model: pass num_classes"):
+    message = "^cannot tell the number of classes of this model: pass num_classes$"
+    with pytest.raises(ValueError, match=message):
         guidance.cfg_eps_fn(Model(), torch.tensor([0, 1]), 1.0)
+    with pytest.raises(ValueError, match=message):  # a bare eps-callable has neither config nor num_classes
+        guidance.cfg_eps_fn(lambda z, lam, labels: z, torch.tensor([0, 1]), 1.0)
     # given explicitly, the null label is that index
     seen = []
     model = Model()
