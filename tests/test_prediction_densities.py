@@ -1,0 +1,40 @@
+"""The training densities of lam and the loss weightings, against their formulas written out with the standard
+library (statistics.NormalDist for EDM's normal density).
+
+Written for the survivors of mutation testing (docs/mutation.md).
+"""
+
+import math
+from statistics import NormalDist
+
+import pytest
+import torch
+
+from minicfg import predictions
+
+EDM = NormalDist(2.4, 2.4)  # log sigma_edm ~ N(-1.2, 1.2^2) with sigma_edm = exp(-lam / 2)
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(0.0, 5.0), (-3.0, 11.0)])
+def test_lognormal_density_is_the_truncated_normals_quantile(lo, hi):
+    # u = 0 is the data end (lam_max), u = 1 the noise end: lam(u) = F^-1(F(hi) - (F(hi) - F(lo)) u)
+    u = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0], dtype=torch.float64)
+    lam = predictions.DENSITIES["lognormal"](u, lo, hi)
+    f_lo, f_hi = EDM.cdf(lo), EDM.cdf(hi)
+    expected = [EDM.inv_cdf(f_hi - (f_hi - f_lo) * v) for v in u.tolist()]
+    # (the library takes F at the two ends in float32, hence the tolerance)
+    assert lam.tolist() == pytest.approx(expected, abs=1e-5)
+
+
+def test_lognormal_density_stays_finite_where_the_cdf_rounds_to_0_or_1():
+    # F(40) rounds to 1 and F(-40) to 0 in float64; the quantile of exactly 0 or 1 would be -inf or inf
+    lam = predictions.DENSITIES["lognormal"](torch.tensor([0.0, 1.0], dtype=torch.float64), -40.0, 40.0)
+    assert torch.isfinite(lam).all()
+    assert lam[0].item() > 15.0 and lam[1].item() < -10.0
+
+
+def test_sample_lams_keeps_the_dtype_asked_for():
+    for density in predictions.DENSITIES:
+        lam = predictions.sample_lams(density, 5, -20.0, 20.0, torch.Generator().manual_seed(0), torch.float32)
+        assert lam.dtype == torch.float32, density
+        assert math.isfinite(lam.sum().item())
