@@ -22,8 +22,8 @@ def test_lognormal_density_is_the_truncated_normals_quantile(lo, hi):
     lam = predictions.DENSITIES["lognormal"](u, lo, hi)
     f_lo, f_hi = EDM.cdf(lo), EDM.cdf(hi)
     expected = [EDM.inv_cdf(f_hi - (f_hi - f_lo) * v) for v in u.tolist()]
-    # (the library takes F at the two ends in float32, hence the tolerance)
-    assert lam.tolist() == pytest.approx(expected, abs=1e-5)
+    # (the library takes F at the two ends in float32: near F = 1 that moves the quantile by ~1e-4)
+    assert lam.tolist() == pytest.approx(expected, abs=1e-3)
 
 
 def test_lognormal_density_stays_finite_where_the_cdf_rounds_to_0_or_1():
