@@ -1,10 +1,11 @@
-"""The training densities of lam and the loss weightings, against their formulas written out with the standard
+"""The training densities of lam, the loss's input check and the prediction registry, against their formulas written
 library (statistics.NormalDist for EDM's normal density).
 
 Written for the survivors of mutation testing (docs/mutation.md).
 """
 
 import math
+import re
 from statistics import NormalDist
 
 import pytest
@@ -38,3 +39,24 @@ def test_sample_lams_keeps_the_dtype_asked_for():
         lam = predictions.sample_lams(density, 5, -20.0, 20.0, torch.Generator().manual_seed(0), torch.float32)
         assert lam.dtype == torch.float32, density
         assert math.isfinite(lam.sum().item())
+
+
+@pytest.mark.parametrize(("labels", "got"), [(torch.zeros(2, 1, dtype=torch.long), "(2, 1)"),
+                                             (torch.zeros(3, dtype=torch.long), "(3,)")])
+def test_prediction_loss_wants_one_label_per_image(labels, got):
+    # checked before the model is touched, so no model is needed to see the message
+    x = torch.zeros(2, 1, 4, 4)
+    message = f"need labels of shape (2,) for x of shape (2, 1, 4, 4), got {got}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        predictions.prediction_loss(None, x, labels, 0.1, 10)
+
+
+def test_a_prediction_name_can_be_registered_once():
+    with pytest.raises(ValueError, match="^a prediction named 'v' is already registered$"):
+        predictions.register_prediction("v", predictions.PREDICTIONS["eps"])
+    new = predictions.Prediction(c_in=None, to_eps=None, target=None, eps_mse_factor=None)
+    try:
+        assert predictions.register_prediction("test_only", new) is new
+        assert predictions.get_prediction("test_only") is new
+    finally:
+        predictions.PREDICTIONS.pop("test_only", None)
