@@ -1,5 +1,5 @@
-"""The training densities of lam, the loss's input check and the prediction registry, against their formulas written
-library (statistics.NormalDist for EDM's normal density).
+"""The training densities of lam, the loss's input check and the prediction registry: the densities against their
+formulas written out with the standard library (statistics.NormalDist for EDM's normal density).
 
 Written for the survivors of mutation testing (docs/mutation.md).
 """
