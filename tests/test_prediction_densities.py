@@ -60,3 +60,40 @@ def test_a_prediction_name_can_be_registered_once():
         assert predictions.get_prediction("test_only") is new
     finally:
         predictions.PREDICTIONS.pop("test_only", None)
+
+
+class _Recorder(torch.nn.Module):
+    """A stand-in network predicting eps: raw output 0.1 z + lam, recording the dtypes it is called with."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = type("Config", (), {"prediction": "eps", "sigma_data": 0.5})()
+        self.seen = []
+
+    def raw(self, z, lam, labels):
+        self.seen.append((z.dtype, lam.dtype))
+        return 0.1 * z + lam.reshape(-1, *([1] * (z.ndim - 1)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_prediction_loss_draws_lam_and_noise_in_the_images_dtype(dtype):
+    model = _Recorder()
+    x = torch.linspace(-1, 1, 2 * 1 * 2 * 2).reshape(2, 1, 2, 2).to(dtype)
+    loss = predictions.prediction_loss(model, x, torch.tensor([0, 1]), 0.1, 10, torch.Generator().manual_seed(0))
+    assert model.seen == [(dtype, dtype)]
+    assert math.isfinite(loss.item())
+
+
+def test_rows_split_the_batch_and_its_draws():
+    # rows= evaluates only those rows, with the draws of the whole batch: the halves' means average to the whole
+    model = _Recorder()
+    x = torch.linspace(-1, 1, 4 * 1 * 2 * 2, dtype=torch.float64).reshape(4, 1, 2, 2)
+    labels = torch.tensor([0, 1, 2, 3])
+
+    def loss(rows=None):
+        return predictions.prediction_loss(model, x, labels, 0.2, 10, torch.Generator().manual_seed(3),
+                                           weighting="min_snr", rows=rows).item()
+
+    halves = (loss(slice(0, 2)) + loss(slice(2, 4))) / 2
+    assert halves == pytest.approx(loss(), rel=1e-12)
+    assert loss(slice(0, 2)) != pytest.approx(loss(slice(2, 4)))
