@@ -68,10 +68,11 @@ class _Recorder(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.config = type("Config", (), {"prediction": "eps", "sigma_data": 0.5})()
-        self.seen = []
+        self.seen, self.lams = [], []
 
     def raw(self, z, lam, labels):
         self.seen.append((z.dtype, lam.dtype))
+        self.lams.append(lam.clone())
         return 0.1 * z + lam.reshape(-1, *([1] * (z.ndim - 1)))
 
 
@@ -97,3 +98,18 @@ def test_rows_split_the_batch_and_its_draws():
     halves = (loss(slice(0, 2)) + loss(slice(2, 4))) / 2
     assert halves == pytest.approx(loss(), rel=1e-12)
     assert loss(slice(0, 2)) != pytest.approx(loss(slice(2, 4)))
+
+
+def test_the_weighting_parameter_reaches_the_weighting():
+    # one image, the same draws: the sigmoid weighting sigmoid(b - lam) scales the loss by its ratio between two b
+    model = _Recorder()
+    x = torch.linspace(-1, 1, 4, dtype=torch.float64).reshape(1, 1, 2, 2)
+
+    def loss(b):
+        return predictions.prediction_loss(model, x, torch.tensor([3]), 0.0, 10, torch.Generator().manual_seed(1),
+                                           weighting="sigmoid", weighting_param=b).item()
+
+    ratio = loss(5.0) / loss(0.0)
+    lam = model.lams[0].item()
+    assert model.lams[1].item() == lam
+    assert ratio == pytest.approx((1 / (1 + math.exp(lam - 5.0))) / (1 / (1 + math.exp(lam))), rel=1e-9)
