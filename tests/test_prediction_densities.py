@@ -36,9 +36,17 @@ def test_lognormal_density_stays_finite_where_the_cdf_rounds_to_0_or_1():
 
 def test_sample_lams_keeps_the_dtype_asked_for():
     for density in predictions.DENSITIES:
-        lam = predictions.sample_lams(density, 5, -20.0, 20.0, torch.Generator().manual_seed(0), torch.float32)
-        assert lam.dtype == torch.float32, density
-        assert math.isfinite(lam.sum().item())
+        for dtype in (torch.float32, torch.float64):
+            lam = predictions.sample_lams(density, 5, -20.0, 20.0, torch.Generator().manual_seed(0), dtype)
+            assert lam.dtype == dtype, density
+            assert math.isfinite(lam.sum().item())
+
+
+def test_sample_lams_keeps_every_draw_inside_the_range(monkeypatch):
+    # whatever a registered density returns (round-off at its ends), the draws are truncated to [lam_min, lam_max]
+    monkeypatch.setitem(predictions.DENSITIES, "too_wide", lambda u, lo, hi: (0.5 - u) * 1000.0)
+    lam = predictions.sample_lams("too_wide", 200, -7.0, 9.0, torch.Generator().manual_seed(0))
+    assert lam.min().item() == -7.0 and lam.max().item() == 9.0
 
 
 @pytest.mark.parametrize(("labels", "got"), [(torch.zeros(2, 1, dtype=torch.long), "(2, 1)"),
