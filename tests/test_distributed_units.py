@@ -57,3 +57,15 @@ def test_objective_module_calls_the_loss_with_its_model_recipe_classes_and_rows(
     assert module(x, labels, g, slice(2, 4)).item() == 4.0
     assert calls == [(model, x, labels, recipe, 10, g, slice(2, 4))]
     assert module.model is model and list(module.parameters()) == list(model.parameters())
+
+
+def test_under_torchrun_a_cpu_process_joins_a_gloo_group_on_the_cpu(monkeypatch):
+    # torchrun's environment, with the process group faked: the device stays the CPU and the backend is gloo
+    joined = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: joined.append(backend))
+    device, _, _ = distributed.setup("cpu")
+    assert device == torch.device("cpu")
+    assert joined == ["gloo"]
