@@ -1,0 +1,45 @@
+"""The training objectives pass the recipe on: every setting of the recipe reaches the loss it names.
+
+Written for mutation testing (docs/mutation.md). The losses are replaced by recorders, so what is checked is the
+call the objective makes, field by field, against the recipe.
+"""
+
+from types import SimpleNamespace
+
+import torch
+
+from minicfg import train
+
+RECIPE = SimpleNamespace(p_uncond=0.15, lam_min=-7.0, lam_max=9.0, density="lognormal", weighting="sigmoid",
+                         weighting_param=3.5)
+
+
+def _recorder(calls):
+    def loss(*args, **kwargs):
+        calls.append((args, kwargs))
+        return torch.tensor(0.0)
+
+    return loss
+
+
+def test_the_diffusion_objectives_pass_every_recipe_setting_to_prediction_loss(monkeypatch):
+    calls = []
+    monkeypatch.setattr(train, "prediction_loss", _recorder(calls))
+    model, x, labels, g = object(), torch.zeros(4, 1, 2, 2), torch.tensor([0, 1, 2, 3]), torch.Generator()
+    rows = slice(2, 4)
+    for name in ("eps", "v", "edm"):
+        train.OBJECTIVES[name].loss(model, x, labels, RECIPE, 10, g, rows=rows)
+    assert len(calls) == 3
+    for args, kwargs in calls:
+        assert args == (model, x, labels, 0.15, 10)
+        assert kwargs == dict(generator=g, lam_min=-7.0, lam_max=9.0, density="lognormal", weighting="sigmoid",
+                              weighting_param=3.5, rows=rows)
+
+
+def test_the_noisy_classifier_objective_passes_the_recipe_to_classifier_loss(monkeypatch):
+    calls = []
+    monkeypatch.setattr(train, "classifier_loss", _recorder(calls))
+    model, x, labels, g = object(), torch.zeros(4, 1, 2, 2), torch.tensor([0, 1, 2, 3]), torch.Generator()
+    rows = slice(0, 2)
+    train.OBJECTIVES["noisy_classifier"].loss(model, x, labels, RECIPE, 10, g, rows=rows)
+    assert calls == [((model, x, labels), dict(generator=g, lam_min=-7.0, lam_max=9.0, rows=rows))]
