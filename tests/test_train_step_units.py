@@ -1,4 +1,4 @@
-"""The training objectives pass the recipe on: every setting of the recipe reaches the loss it names.
+"""The training step's pieces: the objectives pass the recipe on to their loss, and the learning-rate schedule.
 
 Written for mutation testing (docs/mutation.md). The losses are replaced by recorders, so what is checked is the
 call the objective makes, field by field, against the recipe.
