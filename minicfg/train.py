@@ -43,6 +43,7 @@ __all__ = ["TrainConfig", "Objective", "OBJECTIVES", "register_objective", "PRES
            "Trainer", "training_preview"]
 
 
+# pragma: no mutate start (mutation testing covers only the training step and the EMA: docs/mutation.md)
 @dataclass
 class TrainConfig:
     """A training recipe; stored in the checkpoint so that ``--resume`` continues the same run."""
@@ -128,6 +129,7 @@ def register_objective(name: str, objective: Objective) -> Objective:
     return objective
 
 
+# pragma: no mutate end
 def _diffusion_objective(model, x, labels, recipe, num_classes, generator, rows=None):
     return prediction_loss(model, x, labels, recipe.p_uncond, num_classes, generator=generator,
                            lam_min=recipe.lam_min, lam_max=recipe.lam_max, density=recipe.density,
@@ -146,6 +148,7 @@ register_objective("v", Objective("unet", _diffusion_objective, _SAMPLE_HINT, mo
 register_objective("edm", Objective("unet", _diffusion_objective, _SAMPLE_HINT, model={"prediction": "edm"}))
 
 
+# pragma: no mutate start (mutation testing covers only the training step and the EMA: docs/mutation.md)
 def _noisy_classifier_report(model, dataset: str) -> dict:
     """Accuracy on 2,000 noised test images at a few log-SNRs (the figure the noisy classifier is judged by)."""
     images, labels = load(dataset, train=False).tensors
@@ -210,6 +213,7 @@ def recipe_from(preset: str, dataset: str = "mnist", **overrides) -> TrainConfig
     return TrainConfig(dataset=dataset, **{**recipe, **given})
 
 
+# pragma: no mutate end
 def _ema_fn(decay: float, fraction: float | None = None):
     """EMA update. With ``fraction``: a power EMA whose decay after n updates is ``(1 - 1/n)^(1/fraction)``,
     so that it averages about the last ``fraction`` of the run at every point of it (Karras et al. 2024,
@@ -244,6 +248,7 @@ class Trainer:
     :func:`minicfg.devices.pick_device` (None: cuda, then mps, then cpu); under torchrun the process joins the
     data-parallel group, and ``rank`` and ``world`` say which process of how many this is."""
 
+    # pragma: no mutate start (mutation testing covers only the training step and the EMA: docs/mutation.md)
     def __init__(self, recipe: TrainConfig, out, data=None, command: str | None = None, device=None):
         recipe.validate()
         self.recipe = recipe
@@ -350,6 +355,7 @@ class Trainer:
         self.steps_per_epoch = n // self.recipe.batch_size
         self._perm_epoch = -1
 
+    # pragma: no mutate end
     def draw(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(indices of the global batch of ``step`` into the training images, which of them to flip): from a
         permutation and flips drawn per epoch from the seed, the same in every process."""
@@ -405,6 +411,7 @@ class Trainer:
         self.step += 1
         return value
 
+    # pragma: no mutate block (the rest of the class is not the training step: docs/mutation.md)
     def calibrate_steps(self, minutes: float, probe: int = 20) -> int:
         """Turn a time budget into a step count by timing ``probe`` steps (kept in the checkpoint)."""
         t = time.perf_counter()
@@ -495,6 +502,7 @@ class Trainer:
         save_weights(path, model, {**info, **(report or {})})
 
 
+# pragma: no mutate block (the rest of the module is not the training step: docs/mutation.md)
 def train(recipe: TrainConfig, out, resume: bool = False, progress: bool = True, command: str | None = None,
           data=None, on_sample=None, device=None) -> Trainer:
     """Train (or, with ``resume``, continue) a run in folder ``out`` on ``device`` (None: the best available);
