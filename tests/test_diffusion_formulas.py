@@ -1,0 +1,97 @@
+"""The losses of the diffusion module at their edges: default log-SNR range, the rows a data-parallel process
+classifies, half-precision images, and the errors a wrong call gets.
+
+Written for the survivors of mutation testing (docs/mutation.md). The expected values are stated by hand with the
+helpers of test_core.py (the cosine schedule lam(u) = -2 log tan(a u + b), z = alpha x + sigma eps with
+alpha^2 = sigmoid(lam)), replaying the generator's draws in the library's order: u per sample, then eps.
+"""
+
+import re
+
+import pytest
+import torch
+from test_core import _batch, _cosine_lam_by_hand, _FixedClassifier, _noised_by_hand
+
+from minicfg import diffusion
+
+
+def _cross_entropy_by_hand(logits, labels):
+    """-log softmax(logits)[label], per sample."""
+    top = logits.max(1, keepdim=True).values
+    log_norm = torch.log(torch.exp(logits - top).sum(1)) + top[:, 0]
+    return log_norm - logits[torch.arange(len(labels)), labels]
+
+
+def _classifier_loss_by_hand(classifier, x, labels, seed, lam_min, lam_max):
+    g = torch.Generator().manual_seed(seed)
+    u = torch.rand(x.shape[0], generator=g, dtype=x.dtype)
+    eps = torch.randn(x.shape, generator=g, dtype=x.dtype)
+    lam = _cosine_lam_by_hand(u, lam_min, lam_max)
+    return _cross_entropy_by_hand(classifier(_noised_by_hand(x, lam, eps), lam), labels)
+
+
+def test_classifier_loss_draws_lam_from_minus_20_to_20_by_default():
+    x, labels = _batch(num_classes=10, seed=2)
+    classifier = _FixedClassifier(x[0].numel(), 10)
+    expected = _classifier_loss_by_hand(classifier, x, labels, 5, -20.0, 20.0)
+    got = diffusion.classifier_loss(classifier, x, labels, torch.Generator().manual_seed(5), reduction="none")
+    torch.testing.assert_close(got, expected.float(), rtol=1e-5, atol=1e-5)
+
+
+def test_classifier_loss_on_rows_is_those_rows_of_the_whole_batch_draws():
+    """rows= classifies only its rows, with lam and eps drawn for the whole batch (each process of a data-parallel
+    run draws the same numbers and keeps its share)."""
+    x, labels = _batch(n=12, num_classes=10, seed=3)
+    classifier = _FixedClassifier(x[0].numel(), 10)
+    expected = _classifier_loss_by_hand(classifier, x, labels, 9, -20.0, 20.0)[4:9]
+    got = diffusion.classifier_loss(classifier, x, labels, torch.Generator().manual_seed(9), reduction="none",
+                                    rows=slice(4, 9))
+    assert got.shape == (5,)
+    torch.testing.assert_close(got, expected.float(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["eps", "classifier"])
+@pytest.mark.parametrize("bad", [(3,), (4, 1)])
+def test_the_losses_want_one_label_per_image_and_say_so(loss, bad):
+    x = torch.zeros(4, 3)
+    labels = torch.zeros(bad, dtype=torch.long)
+    message = re.escape(f"need labels of shape (4,) for x of shape (4, 3), got {bad}")
+    with pytest.raises(ValueError, match=message):
+        if loss == "eps":
+            diffusion.eps_loss(lambda z, lam, c: z, x, labels, 0.1, 10)
+        else:
+            diffusion.classifier_loss(lambda z, lam: z, x, labels)
+
+
+def test_eps_loss_names_the_reductions_it_knows():
+    x, labels = torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match=re.escape("reduction must be 'mean' or 'none', got 'sum'")):
+        diffusion.eps_loss(lambda z, lam, c: z, x, labels, 0.1, 10, reduction="sum")
+
+
+def test_classifier_loss_refuses_the_null_label():
+    """A classifier learns the real classes 0..C-1 only: the null label C is an error that names the range."""
+    x, labels = _batch(n=4, num_classes=10, seed=4)
+    labels[2] = 10
+    classifier = _FixedClassifier(x[0].numel(), 10)
+    with pytest.raises(ValueError, match=re.escape("labels must lie in [0, 9] (10 classes), got min")):
+        diffusion.classifier_loss(classifier, x, labels)
+
+
+@pytest.mark.parametrize(("z_shape", "x_shape"), [((3, 4), (3, 1)), ((3, 1), (3, 4))])
+def test_eps_from_x_refuses_shapes_that_would_broadcast(z_shape, x_shape):
+    """(z - alpha x) / sigma would broadcast (3, 1) against (3, 4) silently; the error names both shapes."""
+    with pytest.raises(ValueError, match=re.escape(f"shapes must match, got {{'z': {z_shape}, 'x': {x_shape}}}")):
+        diffusion.eps_from_x(torch.zeros(z_shape), 0.0, torch.zeros(x_shape))
+
+
+def test_a_label_is_dropped_when_its_uniform_is_strictly_below_p_uncond():
+    """Alg. 1 drops a label with probability p_uncond: u < p_uncond for u ~ U[0, 1), so a draw equal to p_uncond
+    keeps its label. p_uncond is set to one of the draws (replayed from the same generator) to reach that edge."""
+    labels = torch.arange(8) % 10
+    u = torch.rand(labels.shape, generator=torch.Generator().manual_seed(4))
+    p = u[3].item()
+    expected = torch.where(u < p, torch.tensor(10), labels)
+    assert expected[3] == labels[3] and 0 < int((expected == 10).sum()) < 8
+    got = diffusion.drop_labels(labels, p, 10, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(got, expected)
