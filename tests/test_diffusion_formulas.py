@@ -6,6 +6,7 @@ helpers of test_core.py (the cosine schedule lam(u) = -2 log tan(a u + b), z = a
 alpha^2 = sigmoid(lam)), replaying the generator's draws in the library's order: u per sample, then eps.
 """
 
+import math
 import re
 
 import pytest
@@ -95,3 +96,18 @@ def test_a_label_is_dropped_when_its_uniform_is_strictly_below_p_uncond():
     assert expected[3] == labels[3] and 0 < int((expected == 10).sum()) < 8
     got = diffusion.drop_labels(labels, p, 10, generator=torch.Generator().manual_seed(4))
     assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize(("lam", "lam_next"), [(-2, 0.5), (-2.0, 0.5), (1, 3)])
+def test_reverse_variance_takes_plain_numbers_in_the_default_dtype(lam, lam_next):
+    """(1 - e^(lam - lam')) (sigma_lam'^2)^(1 - v) (sigma_lam^2)^v with sigma^2 = 1 / (1 + e^lam), by hand;
+    an integer lam is a number like any other (lam_next = 0.5 must not be rounded to lam's integer type)."""
+    v = 0.3
+
+    def sig2(t):
+        return 1.0 / (1.0 + math.exp(t))
+
+    expected = -math.expm1(lam - lam_next) * sig2(lam_next) ** (1 - v) * sig2(lam) ** v
+    got = diffusion.reverse_variance(lam, lam_next, v)
+    assert got.dtype == torch.get_default_dtype()
+    assert got.item() == pytest.approx(expected, rel=1e-6)
