@@ -111,3 +111,26 @@ def test_reverse_variance_takes_plain_numbers_in_the_default_dtype(lam, lam_next
     got = diffusion.reverse_variance(lam, lam_next, v)
     assert got.dtype == torch.get_default_dtype()
     assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_reverse_variance_works_in_lams_dtype():
+    """lam_next follows lam's dtype: a float64 lam keeps lam_next = 0.1 to float64 precision, and a float32 lam
+    gives a float32 variance even for a float64 lam_next."""
+    v = 0.3
+
+    def sig2(t):
+        return 1.0 / (1.0 + math.exp(t))
+
+    expected = -math.expm1(-1.0 - 0.1) * sig2(0.1) ** (1 - v) * sig2(-1.0) ** v
+    got = diffusion.reverse_variance(torch.tensor(-1.0, dtype=torch.float64), 0.1, v)
+    assert got.dtype == torch.float64
+    assert got.item() == pytest.approx(expected, rel=1e-13)
+    got32 = diffusion.reverse_variance(torch.tensor(-1.0), torch.tensor(0.1, dtype=torch.float64), v)
+    assert got32.dtype == torch.float32
+    assert got32.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_reverse_variance_names_the_order_it_needs():
+    with pytest.raises(ValueError, match=re.escape("need lam < lam_next (log-SNR increases towards the data), "
+                                                   "got lam=")):
+        diffusion.reverse_variance(1.0, 0.5, 0.3)
