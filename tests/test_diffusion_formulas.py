@@ -134,3 +134,21 @@ def test_reverse_variance_names_the_order_it_needs():
     with pytest.raises(ValueError, match=re.escape("need lam < lam_next (log-SNR increases towards the data), "
                                                    "got lam=")):
         diffusion.reverse_variance(1.0, 0.5, 0.3)
+
+
+@pytest.mark.parametrize(("z_shape", "eps_shape"), [((3, 4), (3, 1)), ((3, 1), (3, 4))])
+def test_x_from_eps_refuses_shapes_that_would_broadcast(z_shape, eps_shape):
+    with pytest.raises(ValueError, match=re.escape(f"shapes must match, got {{'z': {z_shape}, 'eps': {eps_shape}}}")):
+        diffusion.x_from_eps(torch.zeros(z_shape), 0.0, torch.zeros(eps_shape))
+
+
+def test_equal_log_snrs_are_not_a_step():
+    """lam < lam' strictly: at lam = lam' the variances are 0 (1 - e^0), a step that goes nowhere, so it is an error
+    rather than a silent zero."""
+    z = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=re.escape("need lam < lam_next")):
+        diffusion.reverse_variance(1.0, 1.0, 0.3)
+    with pytest.raises(ValueError, match=re.escape("need lam < lam_next")):
+        diffusion.posterior(z, z, 1.0, 1.0)
+    with pytest.raises(ValueError, match=re.escape("need lam < lam_src")):
+        diffusion.q_transition(z, 1.0, 1.0)
