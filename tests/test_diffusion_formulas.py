@@ -152,3 +152,16 @@ def test_equal_log_snrs_are_not_a_step():
         diffusion.posterior(z, z, 1.0, 1.0)
     with pytest.raises(ValueError, match=re.escape("need lam < lam_src")):
         diffusion.q_transition(z, 1.0, 1.0)
+
+
+def test_expand_lam_names_the_shape_it_wants():
+    """A lam that does not match x's leading dimensions: the error names both shapes and the batch size B."""
+    message = ("lam of shape (3,) does not match the leading dimensions of a tensor of shape (4, 2, 3); "
+               "pass one lam per sample, shape (4,), or a scalar")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        diffusion.expand_lam(torch.zeros(3), torch.zeros(4, 2, 3))
+    # a 0-d x has no batch dimension: only a scalar lam fits it, and the message has no B to offer
+    message = ("lam of shape (2,) does not match the leading dimensions of a tensor of shape (); "
+               "pass one lam per sample, shape (,), or a scalar")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        diffusion.expand_lam(torch.zeros(2), torch.tensor(0.5))
