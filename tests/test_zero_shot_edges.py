@@ -26,3 +26,56 @@ def test_the_predictions_csv_carries_the_files_labels(tmp_path):
     assert out.read_text().splitlines() == ["index,label,predicted,error_0,error_1,error_2",
                                             "0,3,3,0.125,10,1e-07",
                                             "1,7,1,1.23457e+08,0,1.5"]
+
+
+def test_load_images_reads_the_data_set_it_is_told(tmp_path):
+    """A CIFAR-10 file: 3 x 32 x 32 uint8 images and labels 0..9, read back as they were written."""
+    images = np.arange(2 * 3 * 32 * 32, dtype=np.int64).reshape(2, 3, 32, 32).astype(np.uint8)
+    np.savez(tmp_path / "c.npz", images=images, labels=np.array([9, 0]))
+    got_images, got_labels = zero_shot.load_images(tmp_path / "c.npz", "cifar10")
+    assert np.array_equal(got_images, images) and got_labels.tolist() == [9, 0]
+
+
+def _record(calls, name, result):
+    def fake(*args, **kwargs):
+        calls[name] = (args, kwargs)
+        return result(*args) if callable(result) else result
+    return fake
+
+
+def test_classify_report_passes_its_settings_to_classify_file(tmp_path, monkeypatch):
+    """`minicfg classify`'s options reach classify_file unchanged, and its defaults are those of the help: the
+    shipped MNIST model, K = 16 draws, seed 0, the training weighting, no progress bar, the first device."""
+    calls = {}
+    result = (None, torch.tensor([1, 1]), torch.zeros(2, 10), 0.5)
+    monkeypatch.setattr(zero_shot, "classify_file", _record(calls, "classify_file", result))
+    zero_shot.classify_report("f.npz")
+    assert calls["classify_file"] == (("f.npz", None, "mnist"), dict(progress=False, device=None, n_noise=16,
+                                                                      seed=0, weighting="training"))
+    zero_shot.classify_report("g.npz", "ck.pt", "cifar10", n_noise=3, seed=5, weighting="elbo", progress=True,
+                              device="cpu")
+    assert calls["classify_file"] == (("g.npz", "ck.pt", "cifar10"), dict(progress=True, device="cpu", n_noise=3,
+                                                                          seed=5, weighting="elbo"))
+
+
+def test_classify_file_loads_the_model_asked_for_and_passes_the_options_on(monkeypatch):
+    import minicfg.checkpoint
+    import minicfg.devices
+
+    calls = {}
+    images, labels, model = np.zeros((2, 1, 28, 28), np.uint8), np.array([3, 4]), object()
+    monkeypatch.setattr(zero_shot, "load_images", _record(calls, "load_images", (images, labels)))
+    monkeypatch.setattr(minicfg.devices, "pick_device", _record(calls, "pick_device", lambda name: f"picked {name}"))
+    monkeypatch.setattr(minicfg.checkpoint, "load_model", _record(calls, "load_model", (model, {})))
+    monkeypatch.setattr(zero_shot, "classify", _record(calls, "classify", (torch.tensor([3, 4]), torch.zeros(2, 10))))
+    got_labels, predicted, _, seconds = zero_shot.classify_file("f.npz")
+    assert calls["load_images"] == (("f.npz", "mnist"), {})
+    assert calls["pick_device"] == ((None,), {})
+    assert calls["load_model"] == ((None,), dict(dataset="mnist", device="picked None"))
+    assert calls["classify"] == ((model, images), dict(progress=False))
+    assert got_labels is labels and predicted.tolist() == [3, 4] and 0 <= seconds < 60
+    zero_shot.classify_file("g.npz", "ck.pt", "cifar10", progress=True, device="cpu", n_noise=2, seed=7)
+    assert calls["load_images"] == (("g.npz", "cifar10"), {})
+    assert calls["pick_device"] == (("cpu",), {})
+    assert calls["load_model"] == (("ck.pt",), dict(dataset="cifar10", device="picked cpu"))
+    assert calls["classify"] == ((model, images), dict(progress=True, n_noise=2, seed=7))
