@@ -79,3 +79,13 @@ def test_classify_file_loads_the_model_asked_for_and_passes_the_options_on(monke
     assert calls["pick_device"] == (("cpu",), {})
     assert calls["load_model"] == (("ck.pt",), dict(dataset="cifar10", device="picked cpu"))
     assert calls["classify"] == ((model, images), dict(progress=True, n_noise=2, seed=7))
+
+
+def test_classify_report_counts_hits_and_predictions(monkeypatch):
+    """3 of 4 predictions right is accuracy 0.750; the counts per class name add up to the 4 images."""
+    result = (np.array([1, 0, 1, 1]), torch.tensor([1, 1, 1, 1]), torch.zeros(4, 10), 0.5)
+    monkeypatch.setattr(zero_shot, "classify_file", _record({}, "classify_file", result))
+    lines = zero_shot.classify_report("f.npz").splitlines()
+    assert lines[0].startswith("f.npz: 4 images classified zero-shot") and lines[0].endswith("seed 0) in 0.5 s")
+    assert lines[1:] == ["accuracy 0.750 (3 of 4)",
+                         "predicted: " + ", ".join(f"{c}: {4 if c == 1 else 0}" for c in range(10))]
