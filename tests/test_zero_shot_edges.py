@@ -89,3 +89,13 @@ def test_classify_report_counts_hits_and_predictions(monkeypatch):
     assert lines[0].startswith("f.npz: 4 images classified zero-shot") and lines[0].endswith("seed 0) in 0.5 s")
     assert lines[1:] == ["accuracy 0.750 (3 of 4)",
                          "predicted: " + ", ".join(f"{c}: {4 if c == 1 else 0}" for c in range(10))]
+
+
+def test_classify_report_writes_the_files_labels_to_the_csv(tmp_path, monkeypatch):
+    result = (np.array([2, 5]), torch.tensor([2, 4]), torch.full((2, 10), 0.5), 0.1)
+    monkeypatch.setattr(zero_shot, "classify_file", _record({}, "classify_file", result))
+    out = tmp_path / "p.csv"
+    report = zero_shot.classify_report("f.npz", out=out)
+    assert report.splitlines()[-1] == f"predictions written to {out}"
+    rows = out.read_text().splitlines()
+    assert [row.split(",")[:3] for row in rows[1:]] == [["0", "2", "2"], ["1", "5", "4"]]
