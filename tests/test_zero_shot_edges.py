@@ -99,3 +99,30 @@ def test_classify_report_writes_the_files_labels_to_the_csv(tmp_path, monkeypatc
     assert report.splitlines()[-1] == f"predictions written to {out}"
     rows = out.read_text().splitlines()
     assert [row.split(",")[:3] for row in rows[1:]] == [["0", "2", "2"], ["1", "5", "4"]]
+
+
+def test_class_errors_is_the_mean_over_draws_with_every_setting_passed_on(monkeypatch):
+    """class_errors averages class_errors_per_draw's (N, C, K) errors over the K draws; its defaults are K = 16,
+    seed 0, the training weighting on [-20, 20], batches of 500, no progress bar."""
+    calls = {}
+    per_draw = torch.tensor([[[1.0, 3.0], [2.0, 6.0]]], dtype=torch.float64)  # N=1, C=2, K=2
+    monkeypatch.setattr(zero_shot, "class_errors_per_draw", _record(calls, "per_draw", (per_draw, None)))
+    got = zero_shot.class_errors("model", "images")
+    assert got.tolist() == [[2.0, 4.0]]
+    assert calls["per_draw"] == (("model", "images"), dict(n_noise=16, seed=0, weighting="training", lam_min=-20.0,
+                                                           lam_max=20.0, num_classes=None, batch_size=500,
+                                                           progress=False))
+    options = dict(n_noise=3, seed=4, weighting="elbo", lam_min=-5.0, lam_max=6.0, num_classes=2, batch_size=7,
+                   progress=True)
+    zero_shot.class_errors("model", "images", **options)
+    assert calls["per_draw"] == (("model", "images"), options)
+
+
+def test_model_images_take_their_shape_from_the_images_when_the_config_has_none():
+    """A model whose config has no image_size (a toy model with only num_classes) reads the shape off the images."""
+
+    class Model:
+        config = type("Config", (), {"num_classes": 3})()
+
+    x = zero_shot._as_model_images(Model(), torch.zeros(2, 1, 2, 2))
+    assert x.shape == (2, 1, 2, 2)
