@@ -126,3 +126,8 @@ def test_model_images_take_their_shape_from_the_images_when_the_config_has_none(
 
     x = zero_shot._as_model_images(Model(), torch.zeros(2, 1, 2, 2))
     assert x.shape == (2, 1, 2, 2)
+
+
+def test_model_images_take_their_shape_from_a_numpy_array_too():
+    x = zero_shot._as_model_images(lambda z, lam, c: z, np.full((3, 1, 2, 2), 255, np.uint8))
+    assert x.shape == (3, 1, 2, 2) and bool((x == 1).all())  # uint8 255 is the top of [-1, 1]
