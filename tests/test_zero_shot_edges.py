@@ -131,3 +131,15 @@ def test_model_images_take_their_shape_from_the_images_when_the_config_has_none(
 def test_model_images_take_their_shape_from_a_numpy_array_too():
     x = zero_shot._as_model_images(lambda z, lam, c: z, np.full((3, 1, 2, 2), 255, np.uint8))
     assert x.shape == (3, 1, 2, 2) and bool((x == 1).all())  # uint8 255 is the top of [-1, 1]
+
+
+def test_noise_draws_are_stratified_over_the_range_asked_for_in_the_dtype_asked_for():
+    """Draw k of K has u in [k/K, (k+1)/K), so its lam lies between the cosine schedule's values there (lam falls
+    as u rises), written out by hand for the range [-3, 5]; lam and the noise come in the dtype asked for."""
+    from test_core import _cosine_lam_by_hand
+
+    k = 4
+    lam, noise = zero_shot.noise_draws(0, (2, 3), k, lam_min=-3.0, lam_max=5.0, dtype=torch.float64)
+    edges = _cosine_lam_by_hand(torch.arange(k + 1, dtype=torch.float64) / k, -3.0, 5.0)
+    assert lam.dtype == noise.dtype == torch.float64 and noise.shape == (k, 2, 3)
+    assert bool(((lam <= edges[:-1] + 1e-12) & (lam >= edges[1:] - 1e-12)).all())
