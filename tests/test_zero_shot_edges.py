@@ -143,3 +143,8 @@ def test_noise_draws_are_stratified_over_the_range_asked_for_in_the_dtype_asked_
     edges = _cosine_lam_by_hand(torch.arange(k + 1, dtype=torch.float64) / k, -3.0, 5.0)
     assert lam.dtype == noise.dtype == torch.float64 and noise.shape == (k, 2, 3)
     assert bool(((lam <= edges[:-1] + 1e-12) & (lam >= edges[1:] - 1e-12)).all())
+
+
+def test_a_single_noise_draw_is_allowed():
+    lam, noise = zero_shot.noise_draws(0, (2,), 1)
+    assert lam.shape == (1,) and noise.shape == (1, 2)
