@@ -148,3 +148,17 @@ def test_noise_draws_are_stratified_over_the_range_asked_for_in_the_dtype_asked_
 def test_a_single_noise_draw_is_allowed():
     lam, noise = zero_shot.noise_draws(0, (2,), 1)
     assert lam.shape == (1,) and noise.shape == (1, 2)
+
+
+def test_noise_draws_lams_are_the_cosine_schedule_of_the_stratified_uniforms():
+    """Image `index`'s generator is seeded with numpy's SeedSequence([seed, index]) (its first uint64 word); its
+    first K float64 uniforms r_k give u_k = (k + r_k) / K, and lam_k is the cosine schedule of u_k on the range
+    asked for, written out by hand."""
+    from test_core import _cosine_lam_by_hand
+
+    k, seed, index = 4, 3, 11
+    state = np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0]
+    r = torch.rand(k, generator=torch.Generator().manual_seed(int(state)), dtype=torch.float64)
+    expected = _cosine_lam_by_hand((torch.arange(k, dtype=torch.float64) + r) / k, -3.0, 5.0)
+    lam, _ = zero_shot.noise_draws(index, (2,), k, seed=seed, lam_min=-3.0, lam_max=5.0, dtype=torch.float64)
+    torch.testing.assert_close(lam, expected, rtol=1e-12, atol=1e-12)
