@@ -6,11 +6,12 @@ Each notebook runs from the Run menu on an output-free copy: every cell must run
 must be drawn, the kernel must be in smoke mode; notebook 06 also drags its w slider. Screenshots go to
 tests/artifacts/jupyterlab/.
 
-Run time, measured on 2 cores of an "Intel(R) Xeon(R) Processor" (lscpu) shared with other jobs (load average 4-6),
-``pytest -m jupyterlab`` from the repository root: 11.0 min wall (659 s; 645 s by pytest's own count). Per
-notebook, from opening to saved: 01 32 s, 02 31 s, 03 46 s, 04 187 s (it trains two classifiers), 05 57 s, 06 61 s
-with the slider, 07 53 s, 08 56 s, 09 49 s; the broken-cell and server-stop tests 27 s. CI runs the suite after
-``pytest``; before it covered all nine notebooks it ran 01 and 06 only.
+Run time, measured twice on 2 cores of an "Intel(R) Xeon(R) Processor" (lscpu) shared with other jobs (load average
+4-6), ``pytest -m jupyterlab`` from the repository root: 11.0 and 12.3 min wall (659 s and 739 s). Per notebook in
+the first run (second run), from opening to saved: 01 32 s (37), 02 31 s (32), 03 46 s (49), 04 187 s (211; it
+trains two classifiers), 05 57 s (71), 06 61 s (60) with the slider, 07 53 s (62), 08 56 s (63), 09 49 s (52); the
+broken-cell and server-stop tests 27 s (27). CI runs the suite after ``pytest``; before it covered all nine
+notebooks it ran 01 and 06 only.
 """
 
 import os
