@@ -204,6 +204,25 @@ def _cmd_assignments_grade(args) -> None:
           + (f", feedback to {args.feedback}" if args.feedback else ""))
 
 
+def _cmd_notebooks_run(args) -> None:
+    from .notebook_run import find_notebooks, run_notebook
+
+    paths = find_notebooks(args.names, args.notebooks)
+    mode = "smoke mode" if args.smoke else "full run"
+    for path in paths:
+        print(f"{path.name}: executing ({mode}) in {path.resolve().parent} ...", flush=True)
+        written, tidied, seconds = run_notebook(path, output_dir=args.output_dir, timeout=args.timeout,
+                                                smoke=args.smoke)
+        print(f"{path.name}: executed in {seconds:.0f} s; {tidied}; written to {written}", flush=True)
+
+
+def _cmd_notebooks_tidy(args) -> None:
+    from .notebook_run import find_notebooks, tidy_file
+
+    for path in find_notebooks(args.names, args.notebooks):
+        print(f"{path}: {tidy_file(path)}")
+
+
 # -- the parser: every choice comes from a registry --------------------------------------------------
 def _registries():
     from . import guidance, samplers
@@ -435,7 +454,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sweep)
 
     _add_assignments(sub)
+    _add_notebooks(sub)
     return parser
+
+
+def _add_notebooks(sub) -> None:
+    p = sub.add_parser("notebooks", help="execute the course notebooks in full and tidy their stored progress bars",
+                       description="The notebooks' committed outputs come from a full run: `run` executes them "
+                       "(smoke mode off, each in its own folder, widget state stored) and tidies them; `tidy` only "
+                       "rewrites the progress bars of notebooks already executed (e.g. by jupyter nbconvert "
+                       "--execute), whose stored text would otherwise read 0%.")
+    commands = p.add_subparsers(dest="notebooks_command", metavar="ACTION", required=True)
+    names = dict(nargs="+", metavar="NOTEBOOK",
+                 help="notebook numbers such as 07 (NN_*.ipynb in --notebooks), all, or paths of .ipynb files")
+    folder = dict(default="notebooks", help="folder of the course's notebooks (default: notebooks)")
+
+    q = commands.add_parser("run", help="execute notebooks in full, tidy their progress bars, write them back",
+                            description="Execute each notebook with nbclient as its committed outputs are made: "
+                            "MINICFG_SMOKE=0, the notebook's folder as working directory, the widget state stored, "
+                            "MINICFG_DATA and the rest of the environment passed on; then tidy its progress bars and "
+                            "write it over the original (or into --output-dir) once every cell has run. Heavy "
+                            "notebooks take tens of minutes on a CPU.")
+    q.add_argument("names", **names)
+    q.add_argument("--notebooks", **folder)
+    q.add_argument("--output-dir", default=None, metavar="DIR",
+                   help="write the executed notebooks into DIR instead of over the originals")
+    q.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
+                   help="stop a cell after SECONDS (default: no limit)")
+    q.add_argument("--smoke", action="store_true", help="run in smoke mode (MINICFG_SMOKE=1) for a quick check")
+    q.set_defaults(func=_cmd_notebooks_run)
+
+    q = commands.add_parser("tidy", help="rewrite the stored progress bars of executed notebooks from their widget "
+                            "state", description="For each tqdm bar stored as a widget output, write its text as "
+                            "the bar ended (from the run's saved widget state in metadata.widgets) instead of its "
+                            "first 0% line, and drop the bars tqdm closed (leave=False). Files are changed in place "
+                            "only when something changes; running it twice is harmless.")
+    q.add_argument("names", **names)
+    q.add_argument("--notebooks", **folder)
+    q.set_defaults(func=_cmd_notebooks_tidy)
 
 
 def _add_assignments(sub) -> None:

@@ -66,6 +66,18 @@ class Lab:
             body = response.read()
         return json.loads(body) if body else None
 
+    def stop_kernels(self) -> None:
+        """Shut down every kernel of the server (through its API), so that notebooks run one after another do not
+        keep their kernels' memory. A server that no longer answers is left to :func:`jupyterlab`'s exit, which
+        kills it and its kernels, so that this clean-up never hides the failure that came before it."""
+        try:
+            for session in self.api("sessions"):
+                self.api(f"sessions/{session['id']}", method="DELETE")
+            for kernel in self.api("kernels"):
+                self.api(f"kernels/{kernel['id']}", method="DELETE")
+        except OSError:
+            pass
+
     def log_tail(self, n: int = 30) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
