@@ -5,9 +5,10 @@ Usage (needs MNIST under $MINICFG_DATA; about 70 s per point on two idle cores):
   OMP_NUM_THREADS=2 python bench/beyond_cfg.py [--out docs/sweeps/beyond_cfg] [--weak-same-size PATH]
 
 Every point is 1,000 samples (100 per class), 50 ancestral steps, x clipped, starting noise from seed 1 (seeds
-2 and 3 for each method's own spread, at two or three points of each), exactly as `minicfg sweep --guidance NAME`
-draws them; points already in OUT/sweep.csv are read back, so an interrupted run continues where it stopped,
-and plain CFG's points can be copied in from docs/sweeps/shipped/sweep.csv (same label and settings).
+2 and 3 for each method's own spread, at two or three points of each), exactly as
+`minicfg sweep --guidance NAME` draws them; points already in OUT/sweep.csv are read back, so an interrupted run
+continues where it stopped, and plain CFG's points can be copied in from docs/sweeps/shipped/sweep.csv (same
+label and settings).
 ``--weak-same-size`` adds autoguidance with a second weak model (e.g. the `live` preset's: the main architecture,
 1,000 steps). Writes OUT/sweep.csv and OUT/frontier.png and prints each method's seed spread.
 """

@@ -207,7 +207,7 @@ def seed_spreads(rows: list[dict], by=("guidance", "options")) -> dict:
 
 def frontier_figure(rows: list[dict], by=("guidance", "options"), names: dict | None = None,
                     spread: dict | None = None, title: str = "MNIST (classifier features)",
-                    zoom_w: float | None = None):
+                    zoom_w: float | None = None, zoom_fid: float | None = None):
     """Guidance methods side by side: classifier FID against accuracy (fidelity) and against recall (diversity),
     one curve per value of ``by`` (by default each guidance method with its options), points in w order, each
     labelled with its w. A method that moves the frontier has curves below and to the right of plain CFG's in
@@ -216,7 +216,8 @@ def frontier_figure(rows: list[dict], by=("guidance", "options"), names: dict | 
     ``spread`` draws one seed standard deviation as error bars: either one :func:`seed_spread` for every curve,
     or (from :func:`seed_spreads`) a dict from each value of ``by`` to that method's own spread, where a method
     missing from it is drawn without error bars. ``zoom_w`` adds a second row of the same two panels holding only
-    the points with w <= zoom_w, on a plain FID axis, where the low-w points of several methods crowd together.
+    the points with w <= zoom_w, on a plain FID axis, where the low-w points of several methods crowd together;
+    ``zoom_fid`` also cuts that row's FID axis at this value (the curves leave the frame towards points above it).
     """
     from matplotlib.figure import Figure
 
@@ -230,6 +231,17 @@ def frontier_figure(rows: list[dict], by=("guidance", "options"), names: dict | 
     for row_axes, zoom in zip(axes, (False, True)[:panel_rows], strict=True):
         for ax, x, xlabel in ((row_axes[0], "accuracy", _NAMES["accuracy"]),
                               (row_axes[1], "recall", "recall (higher is better; falls as w grows)")):
+            if zoom and zoom_fid is not None:  # the frame around the points kept, before they are labelled
+                kept = [(k, r) for k, g in groups.items() for r in g
+                        if r["w"] <= zoom_w + 1e-9 and r["fid"] <= zoom_fid]
+                if not kept:
+                    raise ValueError(f"no point has w <= {zoom_w:g} and a classifier FID <= {zoom_fid:g}; "
+                                     "raise zoom_fid")
+                bars_x = [((spread.get(k) if per_method else spread) or {}).get(x, 0.0) for k, _ in kept]
+                xs_kept = [r[x] for _, r in kept]
+                pad = 0.05 * (max(xs_kept) - min(xs_kept)) + max(bars_x) or 0.01  # 0.01 if all points coincide
+                ax.set_xlim(min(xs_kept) - pad, max(xs_kept) + pad)
+                ax.set_ylim(0.9 * min(r["fid"] for _, r in kept), zoom_fid)
             for key, group in groups.items():
                 shown = [r for r in group if not zoom or r["w"] <= zoom_w + 1e-9]
                 if not shown:
@@ -253,8 +265,9 @@ def frontier_figure(rows: list[dict], by=("guidance", "options"), names: dict | 
     axes[0][0].set_title(f"{title}: fidelity (points labelled with w)", fontsize=10)
     axes[0][1].set_title(f"{title}: diversity", fontsize=10)
     if zoom_w is not None:
-        axes[1][0].set_title(f"zoomed: only w <= {zoom_w:g}, plain FID axis", fontsize=10)
-        axes[1][1].set_title(f"zoomed: only w <= {zoom_w:g}, plain FID axis", fontsize=10)
+        cut = "" if zoom_fid is None else f" and classifier FID <= {zoom_fid:g}"
+        for ax in axes[1]:
+            ax.set_title(f"zoomed: only w <= {zoom_w:g}{cut}, plain FID axis", fontsize=10)
     note = None
     if per_method:
         missing = [(names or {}).get(k, _legend(by, k)) for k in groups if not spread.get(k)]
@@ -263,6 +276,9 @@ def frontier_figure(rows: list[dict], by=("guidance", "options"), names: dict | 
     elif spread:
         note = "error bars: one standard deviation over starting-noise seeds"
     handles, labels = axes[0][0].get_legend_handles_labels()
+    order = [(names or {}).get(k, _legend(by, k)) for k in groups]  # the curves' order, not the artists' kinds
+    handles, labels = zip(*sorted(zip(handles, labels, strict=True), key=lambda hl: order.index(hl[1])),
+                          strict=True)
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, title=note, title_fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, (0.3 + legend) / height, 1, 1))
     return fig

@@ -91,6 +91,12 @@ def test_frontier_zoom_row_holds_only_the_low_w_points_on_a_plain_axis():
     assert [list(line.get_xdata()) for line in zoom.get_lines()] == [[0.9, 0.91, 0.92], [0.9125]]
     assert "w <= 1" in zoom.get_title()
     assert len(frontier_figure(rows).axes) == 2  # no zoom asked: the two panels as before
+    cut = frontier_figure(rows, zoom_w=1, zoom_fid=10).axes[2]  # w <= 1 and cFID <= 10: cfg w = 0, 0.5; rescale 0.5
+    assert cut.get_ylim()[1] == 10 and cut.get_ylim()[0] == pytest.approx(0.9 * 4)
+    low, high = cut.get_xlim()
+    assert low < 0.9 < 0.9125 < high and high < 0.92  # cfg w = 1 (accuracy 0.92, cFID 14) is left out of the frame
+    with pytest.raises(ValueError, match="raise zoom_fid"):
+        frontier_figure(rows, zoom_w=1, zoom_fid=2)
 
 
 def test_table_method_column_names_each_row():
