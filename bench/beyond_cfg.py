@@ -80,7 +80,7 @@ def main() -> None:
             names[key] = f"autoguidance by {weak}"
         else:
             names[key] = "CFG (Eq. 6)" if r["guidance"] == DEFAULT_GUIDANCE else f"{r['guidance']}: {r['options']}"
-    frontier_figure([r for r in rows if r["seed"] == 1], names=names, spread=spreads, zoom_w=1).savefig(
+    frontier_figure([r for r in rows if r["seed"] == 1], names=names, spread=spreads, zoom_w=1, zoom_fid=10).savefig(
         out / "frontier.png")
     print(f"wrote {csv_path} ({len(rows)} rows) and {out / 'frontier.png'}")
 
