@@ -384,15 +384,20 @@ def evaluate_npz(path, reference="test", evaluator=None, k: int = 3, disk_cache:
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
-    """A small text table of :func:`evaluate_npz` rows."""
+def format_table(rows: list[dict], method=None) -> str:
+    """A small text table of :func:`evaluate_npz` rows. ``method``, a function of a row giving its method's name,
+    adds a first column "method" (e.g. guidance variants in one table)."""
     inception = any("inception_fid" in r for r in rows)
+    names = [str(method(r)) for r in rows] if method is not None else []
+    first = max([len("method"), *map(len, names)]) if names else 0
     head = f"{'w':>6} {'n':>6} {'accuracy':>9} {'cFID':>8} {'IS':>6} {'precision':>9} {'recall':>7}"
+    head = f"{'method':<{first}} {head}" if method is not None else head
     lines = [head + (f" {'FID (Inception)':>15}" if inception else "")]
-    for r in rows:
+    for i, r in enumerate(rows):
         acc = "-" if r.get("accuracy") is None else f"{r['accuracy']:.3f}"
         line = (f"{r['w']:>6g} {r['n']:>6d} {acc:>9} {r['fid']:>8.3f} {r['inception_score']:>6.2f} "
                 f"{r['precision']:>9.3f} {r['recall']:>7.3f}")
+        line = f"{names[i]:<{first}} {line}" if method is not None else line
         if inception:
             line += f" {r['inception_fid']:>15.3f}" if r.get("inception_fid") is not None else f" {'-':>15}"
         lines.append(line)

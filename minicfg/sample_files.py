@@ -20,10 +20,12 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
 
 
-def grid_figure(panels: dict[float, torch.Tensor], n_per_class: int, title: str | None = None):
+def grid_figure(panels: dict[float, torch.Tensor], n_per_class: int, title: str | None = None,
+                row_names: list[str] | None = None):
     """A matplotlib Figure with one panel per ``w``; in each a row per class (shared noise across panels).
 
     Keys that are numbers are titled "w = ..."; other keys (e.g. "score x 2") are used as titles as given.
+    ``row_names`` (one per row, e.g. the class names) are written to the left of the first panel's rows.
 
     The figure is sized from the grids' pixel counts, not fixed: at the figure's dpi every image pixel covers
     2 x 2 screen pixels (a 28-pixel digit is drawn 56 pixels tall), however many rows and panels there are.
@@ -47,16 +49,28 @@ def grid_figure(panels: dict[float, torch.Tensor], n_per_class: int, title: str 
              for imgs in panels.values()]
     names = [f"w = {w:g}" if isinstance(w, (int, float)) else str(w) for w in panels]
     sizes = [(scale * g.shape[2], scale * g.shape[1]) for g in grids]           # (width, height) in pixels
+    n_rows = -(-len(next(iter(panels.values()))) // n_per_class)
+    if row_names is not None and len(row_names) != n_rows:
+        raise ValueError(f"row_names has {len(row_names)} names for {n_rows} rows of {n_per_class} images; "
+                         "give one name per row")
+    labels = max(text_size(name)[0] for name in row_names) if row_names else 0.0  # the names' column, pixels
     slots = [max(w, text_size(name)[0]) for (w, _), name in zip(sizes, names, strict=True)]
     head = round(max(text_size(name)[1] for name in names))
     top = round(text_size(title)[1]) if title else 0
-    content = sum(slots) + gap * (len(slots) - 1)
+    content = labels + sum(slots) + gap * (len(slots) - 1)
     width = round(max(content, text_size(title)[0] if title else 0.0) + 2 * margin)
     height = round(margin + top + head + max(h for _, h in sizes) + margin)
     # half a pixel of slack so that the canvas, which truncates to whole pixels, keeps every one
     fig = Figure(figsize=((width + 0.5) / dpi, (height + 0.5) / dpi), dpi=dpi)
     W, H = width + 0.5, height + 0.5
-    x = (width - content) / 2
+    x = (width - content) / 2 + labels
+    if row_names:  # centred on the first panel's rows, right-aligned against it
+        h, grid_h = sizes[0][1], grids[0].shape[1]
+        image_h = (grid_h - 1) / n_rows  # a row's height in grid pixels, its line included
+        for r, name in enumerate(row_names):
+            centre = height - margin - top - head - h * (1 + r * image_h + (image_h - 1) / 2) / grid_h
+            fig.text((round(x + (slots[0] - sizes[0][0]) / 2) - 3) / W, centre / H, name, fontsize=font,
+                     ha="right", va="center")
     for grid, name, (w, h), slot in zip(grids, names, sizes, slots, strict=True):
         left = round(x + (slot - w) / 2)
         bottom = height - margin - top - head - h

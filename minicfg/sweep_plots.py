@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["tradeoff_figure", "frontier_figure", "seed_spread", "metrics_figure", "steps_table_figure",
-           "save_sweep_figures", "group_rows"]
+__all__ = ["tradeoff_figure", "frontier_figure", "seed_spread", "seed_spreads", "metrics_figure",
+           "steps_table_figure", "save_sweep_figures", "group_rows"]
 
 CFID = "classifier FID (lower is better)"
 _NAMES = {"fid": CFID, "inception_score": "IS of the evaluation classifier (higher is better)",
@@ -63,19 +63,42 @@ def _legend(by, value) -> str:
     return ", ".join(parts)
 
 
-def _curves(ax, rows: list[dict], by, x: str, xlabel: str, ylabel: str, title: str, legend: bool = True) -> None:
-    """FID against ``x``, one curve per value of ``by``, points in w order, on a log FID axis (the low end of the
-    U and its steep rise both stay visible)."""
-    for i, (value, group) in enumerate(group_rows(rows, by).items()):
-        xs, ys = [r[x] for r in group], [r["fid"] for r in group]
-        (line,) = ax.plot(xs, ys, marker="o", ms=3, lw=1.2, label=_legend(by, value))
-        if i == 0:  # the w of each point, on the first curve only (the others follow the same order)
-            _label_points(ax, xs, ys, [f"w={r['w']:g}" for r in group], line.get_color())
+def _fid_log(rows: list[dict], fid_scale: str) -> bool:
+    """Whether the FID axis is logarithmic: ``"log"``, ``"linear"``, or ``"auto"`` (log only where the FIDs span a
+    decade, where a plain axis would squeeze the low end of the U)."""
+    if fid_scale not in ("log", "linear", "auto"):
+        raise ValueError(f"fid_scale must be 'log', 'linear' or 'auto', got {fid_scale!r}")
+    if fid_scale != "auto":
+        return fid_scale == "log"
+    fids = [r["fid"] for r in rows if r.get("fid") is not None and np.isfinite(r["fid"]) and r["fid"] > 0]
+    return bool(fids) and max(fids) / min(fids) >= 10
+
+
+def _fid_axis(ax, log: bool) -> None:
+    """A log FID axis labelled in plain numbers (with its minor ticks where the axis is short), or a plain one."""
+    if not log:
+        ax.autoscale_view()
+        return
     ax.set_yscale("log")
     ax.autoscale_view()
     low, high = ax.get_ylim()
     ax.yaxis.set_major_formatter(_plain)
     ax.yaxis.set_minor_formatter(_plain if high / low < 5 else _plain_minor)  # a short axis labels every tick
+
+
+def _curves(ax, rows: list[dict], by, x: str, xlabel: str, ylabel: str, title: str, legend: bool = True,
+            fid_scale: str = "log") -> None:
+    """FID against ``x``, one curve per value of ``by``, points in w order, on a log FID axis by default (the low
+    end of the U and its steep rise both stay visible; see :func:`_fid_log` for the others)."""
+    log = _fid_log(rows, fid_scale)
+    if log:
+        ax.set_yscale("log")
+    for i, (value, group) in enumerate(group_rows(rows, by).items()):
+        xs, ys = [r[x] for r in group], [r["fid"] for r in group]
+        (line,) = ax.plot(xs, ys, marker="o", ms=3, lw=1.2, label=_legend(by, value))
+        if i == 0:  # the w of each point, on the first curve only (the others follow the same order)
+            _label_points(ax, xs, ys, [f"w={r['w']:g}" for r in group], line.get_color())
+    _fid_axis(ax, log)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
     ax.set_title(title, fontsize=9)
@@ -99,9 +122,10 @@ def _label_points(ax, xs, ys, texts, color) -> None:
     ax.autoscale_view()
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
     placed = []
+    scale = np.log if ax.get_yscale() == "log" else (lambda v: v)
     for x, y, text in zip(xs, ys, texts, strict=True):
         fx = (x - x0) / (x1 - x0)
-        fy = (np.log(y) - np.log(y0)) / (np.log(y1) - np.log(y0))  # the FID axis is logarithmic
+        fy = (scale(y) - scale(y0)) / (scale(y1) - scale(y0))
         if any(abs(fx - px) < 0.09 and abs(fy - py) < 0.05 for px, py in placed):
             continue
         placed.append((fx, fy))
@@ -109,7 +133,7 @@ def _label_points(ax, xs, ys, texts, color) -> None:
 
 
 def tradeoff_figure(rows: list[dict], by="label", paper: list[dict] | None = None,
-                    title: str = "MNIST (classifier features)", is_max: float | None = None):
+                    title: str = "MNIST (classifier features)", is_max: float | None = None, fid_scale: str = "log"):
     """The trade-off of a sweep, one curve per value of ``by`` (a column or several), points in w order.
 
     Top: classifier FID against accuracy (fidelity) and against recall (diversity), the two things guidance
@@ -118,7 +142,8 @@ def tradeoff_figure(rows: list[dict], by="label", paper: list[dict] | None = Non
     data, network and feature space). ``is_max`` (the number of classes) marks the ceiling of IS on a plain axis.
 
     A sweep over sampling steps (``by`` includes "n_steps") has only a few w per step count, and six three-point
-    curves do not read; it is drawn as a table instead (:func:`steps_table_figure`).
+    curves do not read; it is drawn as a table instead (:func:`steps_table_figure`). ``fid_scale`` is "log"
+    (the default), "linear", or "auto": log only where the classifier FIDs span a decade.
     """
     if "n_steps" in _keys(by):
         return steps_table_figure(rows, by=by, paper=paper, title=title)
@@ -127,11 +152,11 @@ def tradeoff_figure(rows: list[dict], by="label", paper: list[dict] | None = Non
     fig = Figure(figsize=(10.0, 7.4) if paper else (13.5, 3.9), dpi=110)
     axes = fig.subplots(2, 2) if paper else fig.subplots(1, 3)
     axes = list(np.ravel(axes))
-    _curves(axes[0], rows, by, "accuracy", _NAMES["accuracy"], CFID, f"{title}: fidelity")
+    _curves(axes[0], rows, by, "accuracy", _NAMES["accuracy"], CFID, f"{title}: fidelity", fid_scale=fid_scale)
     _curves(axes[1], rows, by, "recall", "recall (higher is better; falls as w grows)", CFID,
-            f"{title}: diversity", legend=False)
+            f"{title}: diversity", legend=False, fid_scale=fid_scale)
     _curves(axes[2], rows, by, "inception_score", _NAMES["inception_score"], CFID,
-            f"{title}: IS, for the shape", legend=False)
+            f"{title}: IS, for the shape", legend=False, fid_scale=fid_scale)
     if is_max is not None:
         ceiling = axes[2].axvline(is_max, color="k", ls=":", lw=1, label=f"IS = {is_max:g}, its maximum")
         axes[2].legend(handles=[ceiling], fontsize=7)
@@ -167,44 +192,93 @@ def seed_spread(rows: list[dict], metrics=("accuracy", "recall", "fid")) -> dict
     return out
 
 
+def seed_spreads(rows: list[dict], by=("guidance", "options")) -> dict:
+    """:func:`seed_spread` of each method on its own: a dict from each value of ``by`` (as :func:`group_rows`
+    keys it) to that method's spread, for the methods swept at two or more seeds at some point; a method without
+    seed repeats has no entry (its spread is not known, so it gets no error bars)."""
+    out = {}
+    for key, group in group_rows(rows, by, first_seen=True).items():
+        try:
+            out[key] = seed_spread(group)
+        except ValueError:  # no setting of this method was swept at two or more seeds
+            continue
+    return out
+
+
 def frontier_figure(rows: list[dict], by=("guidance", "options"), names: dict | None = None,
-                    spread: dict | None = None, title: str = "MNIST (classifier features)"):
+                    spread: dict | None = None, title: str = "MNIST (classifier features)",
+                    zoom_w: float | None = None, zoom_fid: float | None = None):
     """Guidance methods side by side: classifier FID against accuracy (fidelity) and against recall (diversity),
     one curve per value of ``by`` (by default each guidance method with its options), points in w order, each
     labelled with its w. A method that moves the frontier has curves below and to the right of plain CFG's in
-    both panels; one that slides along it lies on CFG's curve. ``names`` maps a value of ``by`` to its legend;
-    ``spread`` (from :func:`seed_spread`) draws one seed standard deviation as error bars on every point.
+    both panels; one that slides along it lies on CFG's curve. ``names`` maps a value of ``by`` to its legend.
+
+    ``spread`` draws one seed standard deviation as error bars: either one :func:`seed_spread` for every curve,
+    or (from :func:`seed_spreads`) a dict from each value of ``by`` to that method's own spread, where a method
+    missing from it is drawn without error bars. ``zoom_w`` adds a second row of the same two panels holding only
+    the points with w <= zoom_w, on a plain FID axis, where the low-w points of several methods crowd together;
+    ``zoom_fid`` also cuts that row's FID axis at this value (the curves leave the frame towards points above it).
     """
     from matplotlib.figure import Figure
 
     groups = group_rows(rows, by, first_seen=True)  # plain CFG's curve first, if its rows come first
+    per_method = bool(spread) and all(isinstance(v, dict) or v is None for v in spread.values())
     legend = 0.22 * -(-len(groups) // 2)  # inches for the legend's rows below the panels, two entries a row
-    height = 4.4 + legend
+    panel_rows = 1 if zoom_w is None else 2
+    height = 4.4 * panel_rows + legend
     fig = Figure(figsize=(12.0, height), dpi=110)
-    axes = fig.subplots(1, 2)
-    for ax, x, xlabel in ((axes[0], "accuracy", _NAMES["accuracy"]),
-                          (axes[1], "recall", "recall (higher is better; falls as w grows)")):
-        for key, group in groups.items():
-            xs, ys = [r[x] for r in group], [r["fid"] for r in group]
-            label = (names or {}).get(key, _legend(by, key))
-            if spread:
-                line = ax.errorbar(xs, ys, xerr=spread[x], yerr=[y * spread["fid_rel"] for y in ys], marker="o",
-                                   ms=3.5, lw=1.3, elinewidth=0.7, capsize=2, label=label).lines[0]
-            else:
-                (line,) = ax.plot(xs, ys, marker="o", ms=3.5, lw=1.3, label=label)
-            _label_points(ax, xs, ys, [f"{r['w']:g}" for r in group], line.get_color())
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(_plain)
-        low, high = ax.get_ylim()
-        ax.yaxis.set_minor_formatter(_plain if high / low < 5 else _plain_minor)
-        ax.set_xlabel(xlabel, fontsize=9)
-        ax.set_ylabel(CFID, fontsize=9)
-        ax.tick_params(labelsize=8, which="both")
-        ax.grid(alpha=0.3)
-    axes[0].set_title(f"{title}: fidelity (points labelled with w)", fontsize=10)
-    axes[1].set_title(f"{title}: diversity", fontsize=10)
-    note = "error bars: one standard deviation over starting-noise seeds" if spread else None
-    handles, labels = axes[0].get_legend_handles_labels()
+    axes = np.atleast_2d(fig.subplots(panel_rows, 2))
+    for row_axes, zoom in zip(axes, (False, True)[:panel_rows], strict=True):
+        for ax, x, xlabel in ((row_axes[0], "accuracy", _NAMES["accuracy"]),
+                              (row_axes[1], "recall", "recall (higher is better; falls as w grows)")):
+            if zoom and zoom_fid is not None:  # the frame around the points kept, before they are labelled
+                kept = [(k, r) for k, g in groups.items() for r in g
+                        if r["w"] <= zoom_w + 1e-9 and r["fid"] <= zoom_fid]
+                if not kept:
+                    raise ValueError(f"no point has w <= {zoom_w:g} and a classifier FID <= {zoom_fid:g}; "
+                                     "raise zoom_fid")
+                bars_x = [((spread.get(k) if per_method else spread) or {}).get(x, 0.0) for k, _ in kept]
+                xs_kept = [r[x] for _, r in kept]
+                pad = 0.05 * (max(xs_kept) - min(xs_kept)) + max(bars_x) or 0.01  # 0.01 if all points coincide
+                ax.set_xlim(min(xs_kept) - pad, max(xs_kept) + pad)
+                ax.set_ylim(0.9 * min(r["fid"] for _, r in kept), zoom_fid)
+            for key, group in groups.items():
+                shown = [r for r in group if not zoom or r["w"] <= zoom_w + 1e-9]
+                if not shown:
+                    continue
+                xs, ys = [r[x] for r in shown], [r["fid"] for r in shown]
+                label = (names or {}).get(key, _legend(by, key))
+                bars = spread.get(key) if per_method else spread
+                if bars:
+                    line = ax.errorbar(xs, ys, xerr=bars[x], yerr=[y * bars["fid_rel"] for y in ys], marker="o",
+                                       ms=3.5, lw=1.3, elinewidth=0.7, capsize=2, label=label).lines[0]
+                else:
+                    (line,) = ax.plot(xs, ys, marker="o", ms=3.5, lw=1.3, label=label)
+                if not zoom:
+                    ax.set_yscale("log")
+                _label_points(ax, xs, ys, [f"{r['w']:g}" for r in shown], line.get_color())
+            _fid_axis(ax, log=not zoom)
+            ax.set_xlabel(xlabel, fontsize=9)
+            ax.set_ylabel(CFID, fontsize=9)
+            ax.tick_params(labelsize=8, which="both")
+            ax.grid(alpha=0.3)
+    axes[0][0].set_title(f"{title}: fidelity (points labelled with w)", fontsize=10)
+    axes[0][1].set_title(f"{title}: diversity", fontsize=10)
+    if zoom_w is not None:
+        cut = "" if zoom_fid is None else f" and classifier FID <= {zoom_fid:g}"
+        for ax in axes[1]:
+            ax.set_title(f"zoomed: only w <= {zoom_w:g}{cut}, plain FID axis", fontsize=10)
+    note = None
+    if per_method:
+        missing = [(names or {}).get(k, _legend(by, k)) for k in groups if not spread.get(k)]
+        note = "error bars: one standard deviation over starting-noise seeds, each method its own" + (
+            f"; no seed repeats, no bars: {', '.join(missing)}" if missing else "")
+    elif spread:
+        note = "error bars: one standard deviation over starting-noise seeds"
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    order = [(names or {}).get(k, _legend(by, k)) for k in groups]  # the curves' order, not the artists' kinds
+    handles, labels = zip(*sorted(zip(handles, labels, strict=True), key=lambda hl: order.index(hl[1])),
+                          strict=True)
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, title=note, title_fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, (0.3 + legend) / height, 1, 1))
     return fig
