@@ -8,6 +8,7 @@ Modules, from the bottom layer up (``docs/architecture.md`` has the whole plan):
 - ``guidance``: CFG (paper Eq. 6), classifier guidance (Eq. 4), the implicit classifier; the guidance registry.
 - ``samplers``: ancestral (Alg. 2) and DDIM samplers of an eps-callable; the sampler registry.
 - ``toy``: a Gaussian mixture with exact scores and classifiers at every log-SNR.
+- ``jacobian``: is a vector field a gradient? The antisymmetric share of its Jacobian, from random probes.
 - ``nets``: the U-Net, the noisy classifier and the evaluation classifier.
 - ``data``: the dataset registry (MNIST, CIFAR-10): download, shipped smoke-mode subsets, clear errors.
 - ``checkpoint``: the model store: every network saved and loaded as safetensors with its config.
