@@ -14,6 +14,8 @@ SOURCE = re.compile(r"\b[A-Z][\w\-]+(?: et al\.| & [A-Z][\w\-]+)?,? (?:19[5-9]\d
 # links, and references to a paper's or a notebook's parts ("Sec. 3.2", "Eq. 4.1")
 LINK = re.compile(r"\]\([^)]*\)|https?://\S+|arXiv:\s?\d+\.\d+"
                   r"|\b(?:Sec|Secs|Eq|Eqs|Alg|App)\.\s?\d+(?:\.\d+)*|\b(?:Section|Appendix)\s\d+(?:\.\d+)*")
+# LaTeX commands glued to a number ("\\approx0.05", "\\le0.007") are spaces, so the number is seen
+LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 SENTENCE_END = re.compile(r"(?<=[.;:!?])\s+(?=[A-Z*$(\[`])|\n\s*\n|\n\s*[*\-] ")
 
 
@@ -42,7 +44,7 @@ def typed_numbers(path) -> list[tuple[int, str, str]]:
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "markdown":
             continue
-        text = LINK.sub("", "".join(cell["source"]))
+        text = LATEX_COMMAND.sub(" ", LINK.sub("", "".join(cell["source"])))
         for sentence in SENTENCE_END.split(text):
             if SOURCE.search(sentence):
                 continue

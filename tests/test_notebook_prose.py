@@ -53,6 +53,7 @@ def test_scan_flags_a_planted_number_in_a_committed_notebook(tmp_path):
     ("It recognises 95% of them.", ["95%"]),
     ("A step costs 1.89× a plain one.", ["1.89×"]),
     ("A step costs 2x a plain one.", ["2x"]),
+    (r"There $\sigma_\lambda\le0.007$ and $\alpha\approx0.952$.", ["0.007", "0.952"]),   # glued to LaTeX
     ("Images of 64x64 pixels, 1,000 steps, Eq. 4.1, Sec. 3.2.", []),   # sizes, integers, references
     ("The paper reaches FID 1.55 (Ho & Salimans 2022, Table 1).", []),  # quoted with its source
     ("Its test accuracy is 99.59% (docs/metrics.md).", []),
