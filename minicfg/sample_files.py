@@ -20,10 +20,12 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
 
 
-def grid_figure(panels: dict[float, torch.Tensor], n_per_class: int, title: str | None = None):
+def grid_figure(panels: dict[float, torch.Tensor], n_per_class: int, title: str | None = None,
+                row_names=None):
     """A matplotlib Figure with one panel per ``w``; in each a row per class (shared noise across panels).
 
     Keys that are numbers are titled "w = ..."; other keys (e.g. "score x 2") are used as titles as given.
+    ``row_names`` (one string per row, e.g. the class names) are written left of the first panel, beside their rows.
 
     The figure is sized from the grids' pixel counts, not fixed: at the figure's dpi every image pixel covers
     2 x 2 screen pixels (a 28-pixel digit is drawn 56 pixels tall), however many rows and panels there are.
@@ -45,25 +47,37 @@ def grid_figure(panels: dict[float, torch.Tensor], n_per_class: int, title: str 
 
     grids = [make_grid((imgs.clamp(-1, 1) + 1) / 2, nrow=n_per_class, padding=1, pad_value=1.0)
              for imgs in panels.values()]
+    n_rows = max(-(-len(imgs) // n_per_class) for imgs in panels.values())
+    if row_names is not None:
+        row_names = [str(name) for name in row_names]
+        if len(row_names) != n_rows:
+            raise ValueError(f"grid_figure: {len(row_names)} row_names for {n_rows} rows of {n_per_class} images; "
+                             "pass one name per row (e.g. the class of each row)")
+    label_w = max(text_size(name)[0] for name in row_names) if row_names else 0.0
     names = [f"w = {w:g}" if isinstance(w, (int, float)) else str(w) for w in panels]
     sizes = [(scale * g.shape[2], scale * g.shape[1]) for g in grids]           # (width, height) in pixels
     slots = [max(w, text_size(name)[0]) for (w, _), name in zip(sizes, names, strict=True)]
     head = round(max(text_size(name)[1] for name in names))
     top = round(text_size(title)[1]) if title else 0
     content = sum(slots) + gap * (len(slots) - 1)
-    width = round(max(content, text_size(title)[0] if title else 0.0) + 2 * margin)
+    width = round(max(content + label_w, text_size(title)[0] if title else 0.0) + 2 * margin)
     height = round(margin + top + head + max(h for _, h in sizes) + margin)
     # half a pixel of slack so that the canvas, which truncates to whole pixels, keeps every one
     fig = Figure(figsize=((width + 0.5) / dpi, (height + 0.5) / dpi), dpi=dpi)
     W, H = width + 0.5, height + 0.5
-    x = (width - content) / 2
-    for grid, name, (w, h), slot in zip(grids, names, sizes, slots, strict=True):
+    x = (width - content + label_w) / 2
+    for k, (grid, name, (w, h), slot) in enumerate(zip(grids, names, sizes, slots, strict=True)):
         left = round(x + (slot - w) / 2)
         bottom = height - margin - top - head - h
         ax = fig.add_axes((left / W, bottom / H, w / W, h / H))
         ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", interpolation="nearest")
         ax.set_title(name, fontsize=font, pad=3)
         ax.axis("off")
+        if k == 0 and row_names:
+            cell = scale * (grid.shape[1] - 1) / n_rows          # one row of images and its padding, in pixels
+            for i, row_name in enumerate(row_names):
+                y = bottom + h - scale - (i + 0.5) * cell
+                fig.text((left - 4) / W, y / H, row_name, fontsize=font, ha="right", va="center")
         x += slot + gap
     if title:
         fig.suptitle(title, fontsize=font, y=1 - margin / 2 / H, va="top")
