@@ -54,3 +54,26 @@ def test_save_grid_keeps_the_scale(tmp_path):
     path = save_grid(panels, 2, tmp_path / "grid.png")
     width, height = Image.open(path).size
     assert width >= 2 * (2 * (DIGIT + 1) + 1) and height >= 2 * (10 * (DIGIT + 1) + 1)
+
+
+def test_row_names_sit_left_of_their_rows_inside_the_figure():
+    rows, n_per_class = 10, 2
+    fig = grid_figure({0.0: -torch.ones(rows * n_per_class, 1, DIGIT, DIGIT)}, n_per_class,
+                      row_names=[f"digit {k}" for k in range(rows)])
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    panel = fig.axes[0].get_window_extent()
+    texts = [t for t in fig.texts if t.get_text().startswith("digit")]
+    assert [t.get_text() for t in texts] == [f"digit {k}" for k in range(rows)]
+    step = panel.height / rows  # the rows' height on screen (the 1-pixel padding aside)
+    for k, t in enumerate(texts):
+        box = t.get_window_extent(renderer)
+        assert box.x0 >= 0 and box.x1 <= panel.x0  # inside the figure, left of the panel
+        row_centre = panel.y1 - (k + 0.5) * step  # row k counted from the top
+        assert abs((box.y0 + box.y1) / 2 - row_centre) < 0.1 * step
+
+
+def test_row_names_must_match_the_rows():
+    with pytest.raises(ValueError, match="one name per row"):
+        grid_figure({0.0: -torch.ones(10 * 2, 1, DIGIT, DIGIT)}, 2, row_names=["a", "b"])
