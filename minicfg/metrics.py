@@ -54,6 +54,7 @@ __all__ = [
     "features_and_probs",
     "gaussian_stats",
     "frechet_distance",
+    "class_spread",
     "precision_recall",
     "inception_score",
     "label_accuracy",
@@ -145,6 +146,35 @@ def frechet_distance(mu1, cov1, mu2, cov2) -> float:
     tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0.0, None)).sum()
     diff = mu1 - mu2
     return max(float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * tr_covmean), 0.0)
+
+
+def class_spread(features, labels) -> dict:
+    """The total spread ``tr C`` of features (N, d) split by class (the law of total variance).
+
+    ``tr C`` (of the unbiased covariance, as :func:`gaussian_stats` returns it) is the sum of a **within-class**
+    part, each feature's squared distance to its own class's mean, and a **between-class** part, each class
+    mean's squared distance to the overall mean weighted by the class's size, both divided by N - 1. Returns
+    ``{"total", "within", "between", "classes"}`` (floats, float64 arithmetic; ``classes``: the labels present,
+    sorted). Guidance can move the two parts in opposite directions: samples of one class more alike (within
+    falls) while the classes move apart (between rises).
+    """
+    f = np.asarray(features.cpu() if torch.is_tensor(features) else features, dtype=np.float64)
+    y = np.asarray(labels.cpu() if torch.is_tensor(labels) else labels)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ValueError(f"need features of shape (N >= 2, d), got {f.shape}")
+    if y.shape != (f.shape[0],):
+        raise ValueError(f"need one label per feature row: labels of shape ({f.shape[0]},), got {y.shape}")
+    mean = f.mean(0)
+    classes = np.unique(y)
+    within = between = 0.0
+    for c in classes:
+        fc = f[y == c]
+        mc = fc.mean(0)
+        within += float(((fc - mc) ** 2).sum())
+        between += len(fc) * float(((mc - mean) ** 2).sum())
+    n1 = f.shape[0] - 1
+    return {"total": (within + between) / n1, "within": within / n1, "between": between / n1,
+            "classes": classes.tolist()}
 
 
 # -- precision and recall -------------------------------------------------------------------------

@@ -129,7 +129,9 @@ def _label_points(ax, xs, ys, texts, color) -> None:
         if any(abs(fx - px) < 0.09 and abs(fy - py) < 0.05 for px, py in placed):
             continue
         placed.append((fx, fy))
-        ax.annotate(text, (x, y), fontsize=6, color=color, xytext=(3, 2), textcoords="offset points")
+        right, top = fx > 0.9, fy > 0.93  # next to the frame's right or top edge: the text goes inwards
+        ax.annotate(text, (x, y), fontsize=6, color=color, xytext=(-3 if right else 3, -2 if top else 2),
+                    textcoords="offset points", ha="right" if right else "left", va="top" if top else "bottom")
 
 
 def tradeoff_figure(rows: list[dict], by="label", paper: list[dict] | None = None,
@@ -368,6 +370,11 @@ def _spaced_labels(ax, ticks, min_gap: float = 0.09) -> list[str]:
     return [f"{t:g}" if i in kept else "" for i, t in enumerate(ticks)]
 
 
+_AXIS_NAMES = {"accuracy": "accuracy (fraction of samples)", "fid": "classifier FID",
+               "precision": "precision (fraction of samples)", "recall": "recall (fraction of real images)",
+               "inception_score": "IS"}
+
+
 def metrics_figure(rows: list[dict], by="label", metrics=("accuracy", "fid", "precision", "recall"), x: str = "w"):
     """Each metric against ``x`` (w on a symmetric-log axis so that w = 0 shows, or "n_steps" on a log axis),
     one line per value of ``by``. FID here is the classifier FID of the evaluation network."""
@@ -385,14 +392,17 @@ def metrics_figure(rows: list[dict], by="label", metrics=("accuracy", "fid", "pr
         else:
             ax.set_xscale("log", base=2)
         ticks = sorted({r[x] for r in rows})
-        ax.set_xticks(ticks, _spaced_labels(ax, ticks), fontsize=7)
+        # step counts are short integers on a log axis: every one is written (50 and 64 sit 9% of 16..256 apart)
+        ax.set_xticks(ticks, _spaced_labels(ax, ticks, min_gap=0.05 if x == "n_steps" else 0.09), fontsize=7)
         ax.tick_params(axis="y", labelsize=7)
         ax.minorticks_off()
         ax.set_xlabel("sampling steps (log scale)" if x == "n_steps" else x, fontsize=8)
+        ax.set_ylabel(_AXIS_NAMES.get(metric, metric), fontsize=8)
         ax.set_title(_NAMES[metric], fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()  # one legend for all panels, below them, off the data
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * ((len(labels) + 3) // 4) + 0.02, 1, 1))
     return fig
 
 
