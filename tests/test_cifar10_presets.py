@@ -101,7 +101,7 @@ def test_the_shipped_cifar10_evaluator_is_the_preset_and_recognises_real_test_im
         assert test_accuracy(model, dataset="cifar10") >= 0.90
 
 
-def test_guided_cifar10_samples_are_recognised_and_unguided_ones_less(one_thread):
+def test_guided_cifar10_samples_are_recognised_and_w0_ones_less(one_thread):
     """The shipped CIFAR-10 model's samples, judged by the shipped evaluator: 5 per class at w = 3 are almost all
     recognised as the class asked for, clearly fewer at w = 0, and chance is 0.10. Measured when written (10
     ancestral steps, seeds 0-3): 0.98-1.0 at w = 3, 0.52-0.64 at w = 0, in about 4-6 s on one thread of an Intel

@@ -34,7 +34,7 @@ def test_classifier_grad_matches_finite_differences():
         assert grad[idx].item() == pytest.approx(fd.item(), rel=1e-5, abs=1e-9)
 
 
-def test_classifier_eps_fn_is_eps_minus_w_sigma_grad_and_w0_is_unguided():
+def test_classifier_eps_fn_is_eps_minus_w_sigma_grad_and_w0_is_the_base_model():
     clf = _classifier()
     base = lambda z, lam: 0.5 * z  # a fixed eps-callable: the guidance must add exactly -w sigma grad
     z = torch.randn(4, 1, 28, 28, dtype=torch.float64)

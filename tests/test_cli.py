@@ -79,7 +79,7 @@ def test_every_command_has_help(capsys):
     assert all(command in result.stdout for command in commands)
 
 
-def test_classifier_guidance_at_w0_is_the_unguided_model():
+def test_classifier_guidance_at_w0_is_the_base_model_without_guidance():
     model, _ = load_model()
     torch.manual_seed(0)
     clf = NoisyClassifier(NoisyClassifierConfig(channels=(8, 16), emb_dim=16, groups=4))

@@ -46,7 +46,7 @@ def test_w_as_a_function_of_lam_is_evaluated_at_each_samples_lam():
 
 def test_w0_never_evaluates_the_classifier():
     def classifier(z, lam):
-        raise AssertionError("w = 0 is the unguided model: the classifier must not run")
+        raise AssertionError("w = 0 is the base model without guidance: the classifier must not run")
 
     z = torch.randn(2, DIM, dtype=torch.float64)
     lam = torch.zeros(2, dtype=torch.float64)

@@ -1,5 +1,5 @@
 """The guidance variants beyond Eq. 6 (interval, rescale, autoguidance): their algebra on the exact-score toy,
-w = 0 or an empty interval giving the unguided prediction, their options, and the sweep and CLI that run them."""
+w = 0 or an empty interval giving the plain prediction, their options, and the sweep and CLI that run them."""
 
 import dataclasses
 import math

@@ -12,7 +12,7 @@ sweep with the shipped evaluator. Two claims must hold:
 Measured with the default v weights (issue 18) against the 10,000 test digits: accuracy 0.980 (w = 0) and 0.996
 (w = 1), that is 5 and 1 misrecognised samples of 250; classifier FID 10.8 (w = 0), 10.7 (w = 0.3) and 56.1
 (w = 4). Seed 2: 11 and 1 misrecognised; classifier FID 10.3, 12.0 and 68.9. (The eps weights that shipped before
-gave accuracy 0.936 and 0.996: the v model is better unguided, so the asserted claim counts errors rather than
+gave accuracy 0.936 and 0.996: the v model is better without guidance, so the asserted claim counts errors rather than
 points of accuracy.) The margins asserted (half the errors, a factor of 2 in FID) hold with room for both seeds.
 """
 
