@@ -162,16 +162,13 @@ def tidy_file(path) -> Tidied:
 
 
 def _write(nb, path: Path) -> None:
+    """Write the notebook as ``nbformat.write`` does (ending in a newline), atomically."""
     import nbformat
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        nbformat.write(nb, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from .checkpoint import atomic_write_bytes
+
+    text = nbformat.writes(nb)
+    atomic_write_bytes(path, (text if text.endswith("\n") else text + "\n").encode())
 
 
 def find_notebooks(names, folder="notebooks") -> list[Path]:
@@ -233,6 +230,5 @@ def run_notebook(path, *, output_dir=None, timeout: float | None = None,
                            f"{target} is unchanged") from err
     seconds = time.monotonic() - start
     done = tidy_progress_bars(nb, path.name)
-    target.parent.mkdir(parents=True, exist_ok=True)
     _write(nb, target)
     return target, done, seconds
