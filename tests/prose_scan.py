@@ -19,16 +19,17 @@ LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 SENTENCE_END = re.compile(r"(?<=[.;:!?])\s+(?=[A-Z*$(\[`])|\n\s*\n|\n\s*[*\-] ")
 
 
-def _outputs_text(cell) -> str:
-    parts = []
+MIMES = ("text/plain", "text/markdown", "text/html", "text/latex")
+
+
+def output_texts(cell) -> list[str]:
+    """Every text a cell's stored outputs show: streams, and results and displays in each text type."""
+    texts = []
     for out in cell.get("outputs", []):
         if "text" in out:
-            parts.append("".join(out["text"]))
-        for mime in ("text/plain", "text/markdown", "text/latex", "text/html"):
-            value = out.get("data", {}).get(mime)
-            if value:
-                parts.append("".join(value))
-    return "\n".join(parts)
+            texts.append("".join(out["text"]))
+        texts.extend("".join(out["data"][mime]) for mime in MIMES if out.get("data", {}).get(mime))
+    return texts
 
 
 def _digits(token: str) -> str:
@@ -39,7 +40,8 @@ def typed_numbers(path) -> list[tuple[int, str, str]]:
     """(cell index, number, sentence) for every measured-looking number in a markdown cell that appears neither in
     the notebook's code or outputs nor in a sentence naming its source."""
     nb = json.loads(Path(path).read_text())
-    known = "\n".join("".join(c["source"]) + "\n" + _outputs_text(c) for c in nb["cells"] if c["cell_type"] == "code")
+    known = "\n".join("\n".join(["".join(c["source"]), *output_texts(c)]) for c in nb["cells"]
+                      if c["cell_type"] == "code")
     found = []
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "markdown":

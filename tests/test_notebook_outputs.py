@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 
 import pytest
+from prose_scan import output_texts as shown_texts
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-MIMES = ("text/plain", "text/markdown", "text/html", "text/latex")
 #: tqdm's meter at 0%: "train:   0%|          | 0/300" (not the end of "100%|")
 STUCK = re.compile(r"(?<![\d.])0\s?%\|")
 CHECK_CALL = re.compile(r"\bchecks\.check_(\w+)\(")
@@ -27,14 +27,8 @@ def _text(value) -> str:
 
 def output_texts(cell) -> list[str]:
     """Every text a reader sees in a cell's outputs: streams, results and displays (each text type), errors."""
-    texts = []
-    for out in cell.get("outputs", []):
-        if "text" in out:
-            texts.append(_text(out["text"]))
-        texts.extend(_text(out["data"][mime]) for mime in MIMES if mime in out.get("data", {}))
-        if out.get("output_type") == "error":
-            texts.append(f"{out.get('ename')}: {out.get('evalue')}")
-    return texts
+    return shown_texts(cell) + [f"{out.get('ename')}: {out.get('evalue')}" for out in cell.get("outputs", [])
+                                if out.get("output_type") == "error"]
 
 
 def stuck_bars(nb: dict) -> list[tuple[int, str]]:
