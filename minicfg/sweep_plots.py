@@ -244,6 +244,8 @@ def frontier_figure(rows: list[dict], by=("guidance", "options"), names: dict | 
                 pad = 0.05 * (max(xs_kept) - min(xs_kept)) + max(bars_x) or 0.01  # 0.01 if all points coincide
                 ax.set_xlim(min(xs_kept) - pad, max(xs_kept) + pad)
                 ax.set_ylim(0.9 * min(r["fid"] for _, r in kept), zoom_fid)
+            if not zoom:  # before the points are labelled, which place their text on the axis's own scale
+                ax.set_yscale("log")
             for key, group in groups.items():
                 shown = [r for r in group if not zoom or r["w"] <= zoom_w + 1e-9]
                 if not shown:
@@ -256,8 +258,6 @@ def frontier_figure(rows: list[dict], by=("guidance", "options"), names: dict | 
                                        ms=3.5, lw=1.3, elinewidth=0.7, capsize=2, label=label).lines[0]
                 else:
                     (line,) = ax.plot(xs, ys, marker="o", ms=3.5, lw=1.3, label=label)
-                if not zoom:
-                    ax.set_yscale("log")
                 _label_points(ax, xs, ys, [f"{r['w']:g}" for r in shown], line.get_color())
             _fid_axis(ax, log=not zoom)
             ax.set_xlabel(xlabel, fontsize=9)
