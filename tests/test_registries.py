@@ -72,14 +72,15 @@ def test_run_sampler_names_the_options_a_sampler_takes():
     z = torch.zeros(2, 1, dtype=DT)
     with pytest.raises(ValueError, match="sampler 'ddim' does not take v; its options are clip_x"):
         samplers.run_sampler("ddim", toy.eps_fn(toy.three_gaussians()), z, sampling_lams(4, dtype=DT), v=0.3)
-    with pytest.raises(ValueError, match="unknown sampler 'heun'; choose one of"):
-        samplers.get_sampler("heun")
+    with pytest.raises(ValueError, match="unknown sampler 'euler'; choose one of"):
+        samplers.get_sampler("euler")
 
 
 @pytest.mark.parametrize("name", list(samplers.SAMPLERS))
 def test_callback_sees_every_evaluation(name):
-    """callback(step, lam, z, x_pred) after each network call: the grid's lams but the last, the state the network
-    saw, and an x-prediction consistent with the eps it returned."""
+    """callback(step, lam, z, x_pred) at each lam of the grid but the last: the state the network saw there, and an
+    x-prediction consistent with the eps it returned. A sampler of k evaluations per step (heun: k = 2) evaluates
+    at the grid's lams and k - 1 times between them, where the callback is not called."""
     mix = toy.three_gaussians()
     seen = []
 
@@ -96,7 +97,9 @@ def test_callback_sees_every_evaluation(name):
     assert [t[0] for t in trace] == list(range(6))
     assert [t[1] for t in trace] == pytest.approx(lams[:-1].tolist())
     assert torch.equal(trace[0][2], z0)
-    for (lam, z_seen, eps), (_, _, z, x) in zip(seen, trace, strict=True):
+    k = 2 if name == "heun" else 1
+    assert len(seen) == k * 5 + 1
+    for (lam, z_seen, eps), (_, _, z, x) in zip(seen[::k], trace, strict=True):
         assert torch.equal(z_seen, z)
         torch.testing.assert_close(eps_from_x(z, torch.full((7,), lam, dtype=DT), x), eps)
     assert torch.equal(trace[-1][3], out)
