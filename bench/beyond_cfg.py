@@ -26,7 +26,7 @@ from minicfg.sweep import read_csv, sweep
 from minicfg.sweep_plots import frontier_figure, seed_spreads
 
 LABEL = "default v (6,000 steps)"  # the label of docs/sweeps/shipped, so plain CFG's rows are shared
-NAME = {fn: name for name, fn in GUIDANCE.items()}  # registry names, spelled only in the registry
+NAME = {m.builder: name for name, m in GUIDANCE.items()}  # registry names, spelled only in the registry
 INTERVAL, RESCALE, AUTO = NAME[interval_guidance], NAME[rescale_guidance], NAME[autoguidance]
 #: (guidance, options, ws, seed): plain CFG, the three variants at their defaults, and the seed repeats
 PLAN = [

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from minicfg.data import DATASETS, get_dataset
+from minicfg.data import DATASETS, DEFAULT_DATASET, get_dataset
 from minicfg.nets import build_model
 from minicfg.predictions import prediction_loss
 from minicfg.train import TrainConfig
@@ -53,7 +53,7 @@ def measure(model_config: dict, batch_size: int, train_steps: int, bf16: bool, c
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=list(DATASETS), default="mnist", help="image shape and classes")
+    parser.add_argument("--dataset", choices=list(DATASETS), default=DEFAULT_DATASET, help="image shape and classes")
     parser.add_argument("--channels", default=None, help="comma-separated widths (default: TrainConfig's model)")
     parser.add_argument("--blocks-per-level", type=int, default=None)
     parser.add_argument("--prediction", default="v", help="what the U-Net predicts (default v, the presets' choice)")

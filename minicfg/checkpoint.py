@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
+from .data import DEFAULT_DATASET
 from .devices import pick_device
 from .nets import build_model
 
@@ -102,7 +103,7 @@ def save_weights(path, model: torch.nn.Module, info: dict) -> None:
     atomic_write_bytes(path.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
 
 
-def shipped_weights(dataset: str = "mnist", role: str = "model") -> Path:
+def shipped_weights(dataset: str = DEFAULT_DATASET, role: str = "model") -> Path:
     """Path of the weights for ``role`` that ship with the package for ``dataset`` (its registry record)."""
     from .data import get_dataset
 
@@ -207,7 +208,7 @@ def load_model(path=None, dataset: str | None = None, role: str = "model",
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; choose one of {sorted(ROLES)}")
     if path is None:
-        path, dataset = shipped_weights(dataset or "mnist", role), None
+        path, dataset = shipped_weights(dataset or DEFAULT_DATASET, role), None
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.safetensors"

@@ -122,10 +122,11 @@ def _guidance_options(args) -> dict:
 
 
 def _model_dataset(args) -> str:
-    """--dataset, else the data set --checkpoint records, else mnist."""
+    """--dataset, else the data set --checkpoint records, else the default one (mnist)."""
     from .checkpoint import checkpoint_dataset
+    from .data import DEFAULT_DATASET
 
-    return args.dataset or checkpoint_dataset(args.checkpoint) or "mnist"
+    return args.dataset or checkpoint_dataset(args.checkpoint) or DEFAULT_DATASET
 
 
 def _cmd_sample(args) -> None:
@@ -237,16 +238,18 @@ def _first_line(fn) -> str:
 
 
 def _add_dataset(p, datasets, of_file: bool = False, of_checkpoint: bool = False) -> None:
+    from .data import DEFAULT_DATASET as default
+
     if of_file:  # the NPZ says which data set its images belong to (minicfg sample writes it)
         p.add_argument("--dataset", choices=list(datasets), default=None,
-                       help="data set of the images (default: the one the file records, else mnist; a file that "
+                       help=f"data set of the images (default: the one the file records, else {default}; a file that "
                        "records another one is refused)")
     elif of_checkpoint:  # a --checkpoint says which data set it was trained on
         p.add_argument("--dataset", choices=list(datasets), default=None,
-                       help="data set (default: the one --checkpoint was trained on, else mnist; a checkpoint of "
+                       help=f"data set (default: the one --checkpoint was trained on, else {default}; a checkpoint of "
                        "another data set is refused)")
     else:
-        p.add_argument("--dataset", choices=list(datasets), default="mnist", help="data set (default mnist)")
+        p.add_argument("--dataset", choices=list(datasets), default=default, help=f"data set (default {default})")
 
 
 def _add_device(p) -> None:
@@ -274,15 +277,13 @@ def _add_guidance_options(p, guidance) -> None:
     """``--guidance NAME`` from the registry, and a flag for every keyword option of every guidance method."""
     import inspect
 
-    from ._checks import keyword_options
-
     p.add_argument("--guidance", choices=list(guidance.GUIDANCE), default=guidance.DEFAULT_GUIDANCE,
-                   help="; ".join(f"{name}: {_first_line(fn)}" for name, fn in guidance.GUIDANCE.items())
+                   help="; ".join(f"{name}: {_first_line(m.builder)}" for name, m in guidance.GUIDANCE.items())
                    + f" (default {guidance.DEFAULT_GUIDANCE})")
     flags = []  # every keyword option of a guidance method gets a flag of its own
-    for name, fn in guidance.GUIDANCE.items():
-        networks = guidance.GUIDANCE_NETWORKS[name]
-        for key in keyword_options(fn) or []:
+    for name, method in guidance.GUIDANCE.items():
+        fn, networks = method.builder, method.networks
+        for key in method.options:
             if key in flags:
                 continue
             flags.append(key)
@@ -319,6 +320,7 @@ def _add_train_options(p: argparse.ArgumentParser, presets: list[str], datasets,
 
 def build_parser() -> argparse.ArgumentParser:
     from .checkpoint import ROLES
+    from .data import DEFAULT_DATASET
 
     datasets, samplers, guidance, presets, objectives, TrainConfig = _registries()  # noqa: N806
     default = TrainConfig.objective
@@ -332,8 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("download", help="download a data set into $MINICFG_DATA (needs internet)")
-    p.add_argument("--dataset", nargs="+", choices=list(datasets), default=["mnist"],
-                   help="which data sets to fetch (default: mnist)")
+    p.add_argument("--dataset", nargs="+", choices=list(datasets), default=[DEFAULT_DATASET],
+                   help=f"which data sets to fetch (default: {DEFAULT_DATASET})")
     p.add_argument("--root", default=None, help="data folder (default: $MINICFG_DATA or ~/.cache/minicfg)")
     p.set_defaults(func=_cmd_download)
 

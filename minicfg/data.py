@@ -28,11 +28,13 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from .registry import Registry
 from .smoke import is_smoke
 
 __all__ = [
     "Dataset",
     "DATASETS",
+    "DEFAULT_DATASET",
     "register_dataset",
     "get_dataset",
     "data_root",
@@ -221,24 +223,28 @@ class Dataset:
             raise ValueError(f"{self.name}: image_shape must be (channels, height, width), got {self.image_shape}")
 
 
-DATASETS: dict[str, Dataset] = {}
+def _check_dataset(name: str, record) -> None:
+    if not isinstance(record, Dataset) or record.name != name:
+        raise ValueError(f"dataset {name!r} must be a Dataset record registered under its own name "
+                         f"(register_dataset(record)), got {record!r}")
+
+
+#: name -> :class:`Dataset`, in registration order; every ``--dataset`` option offers these names.
+DATASETS = Registry("dataset", _check_dataset)
+#: The data set every command, loader and metric uses when none is named (registered below).
+DEFAULT_DATASET = "mnist"
 
 
 def register_dataset(record: Dataset) -> Dataset:
     """Add a data set to the registry (its name becomes a choice of every ``--dataset`` option)."""
-    if record.name in DATASETS:
-        raise ValueError(f"a dataset named {record.name!r} is already registered")
-    DATASETS[record.name] = record
-    return record
+    return DATASETS.add(record.name, record)
 
 
 def get_dataset(name: str | Dataset) -> Dataset:
     """The registry record of ``name`` (a record passes through); a ValueError lists the choices."""
     if isinstance(name, Dataset):
         return name
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
-    return DATASETS[name]
+    return DATASETS.lookup(name)
 
 
 register_dataset(Dataset(

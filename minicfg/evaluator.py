@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .checkpoint import load_model
+from .data import DEFAULT_DATASET
 from .nets import EvaluatorNet
 
 __all__ = ["load_evaluator", "test_accuracy", "random_affine", "evaluator_loss", "random_translate",
@@ -66,7 +67,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 100
 
 
 def test_accuracy(model: nn.Module, images: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                  dataset: str = "mnist") -> float:
+                  dataset: str = DEFAULT_DATASET) -> float:
     """Accuracy on ``images`` and ``labels``, by default the test split of ``dataset`` (10,000 MNIST digits)."""
     from . import data
 
@@ -122,7 +123,7 @@ def cpu_name() -> str:
 
 
 # -- loading --------------------------------------------------------------------------------------
-def load_evaluator(path=None, dataset: str = "mnist", device=None) -> tuple[EvaluatorNet, dict]:
+def load_evaluator(path=None, dataset: str = DEFAULT_DATASET, device=None) -> tuple[EvaluatorNet, dict]:
     """The evaluator of ``dataset`` (the shipped one if ``path`` is None), frozen: (model in eval mode, metadata),
     on ``device`` (None: the best available; the metrics move images to it and results back).
 

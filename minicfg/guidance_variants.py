@@ -1,9 +1,10 @@
 """Guidance beyond the paper's Eq. 6: one-line variants of CFG, each a guidance-registry entry.
 
-Each builder has the registry's signature ``builder(model, labels, w, **options) -> eps_fn(z, lam)`` and is
-registered in :data:`minicfg.guidance.GUIDANCE`, so ``generate(..., guidance=NAME)``, ``minicfg sample
+Each builder has the registry's signature ``builder(model, labels, w, **options) -> eps_fn(z, lam)`` and has a
+record in :data:`minicfg.guidance.GUIDANCE`, so ``generate(..., guidance=NAME)``, ``minicfg sample
 --guidance NAME`` and ``minicfg sweep --guidance NAME`` offer it; ``w = 0`` is always the plain conditional
-model. The algebra is derived in :mod:`derivations.guidance_variants`.
+model. The algebra is derived in :mod:`derivations.guidance_variants`. Built on :mod:`minicfg.guidance_formulas`;
+the registry imports this module, never the other way round.
 
 - ``interval``: CFG only while lam lies inside ``[lam_low, lam_high]``, the conditional model outside
   (Kynkäänniemi et al. 2024, "Applying guidance in a limited interval improves sample and distribution quality
@@ -24,7 +25,7 @@ import torch
 
 from ._checks import check_w_spec
 from .diffusion import expand_lam
-from .guidance import _cond_and_uncond, _is_all, _num_classes, _w_at, _w_like, cfg, cfg_eps_fn, register_guidance
+from .guidance_formulas import _cond_and_uncond, _is_all, _num_classes, _w_at, _w_like, cfg, cfg_eps_fn
 from .schedules import alpha_sigma
 
 __all__ = ["interval_guidance", "rescale_guidance", "rescale_eps", "autoguidance", "lam_from_ve_sigma",
@@ -44,7 +45,6 @@ def lam_from_ve_sigma(sigma_ve: float) -> float:
 INTERVAL_EDM2 = (round(lam_from_ve_sigma(1.609), 2), round(lam_from_ve_sigma(0.283), 2))
 
 
-@register_guidance("interval")
 def interval_guidance(model, labels: torch.Tensor, w, *, lam_low: float = INTERVAL_EDM2[0],
                       lam_high: float = INTERVAL_EDM2[1]) -> callable:
     """CFG (Eq. 6) for lam in ``[lam_low, lam_high]``, the conditional model (w = 0) outside it.
@@ -90,7 +90,6 @@ def rescale_eps(z: torch.Tensor, lam, eps_cond: torch.Tensor, eps_guided: torch.
     return eps_guided + change if space == "eps" else eps_guided - (alpha / sigma) * change
 
 
-@register_guidance("rescale")
 def rescale_guidance(model, labels: torch.Tensor, w, *, phi: float = 0.7, space: str = "x") -> callable:
     """CFG (Eq. 6) with the guided prediction's standard deviation pulled back to the conditional one's
     (Lin et al. 2023, Sec. 3.4; ``phi = 0.7`` is their recommended mix, ``phi = 0`` is plain CFG).
@@ -117,7 +116,6 @@ def rescale_guidance(model, labels: torch.Tensor, w, *, phi: float = 0.7, space:
     return eps_fn
 
 
-@register_guidance("autoguidance", networks={"weak": "weak_model"})
 def autoguidance(model, labels: torch.Tensor, w, *, weak=None) -> callable:
     """Autoguidance (Karras et al. 2024): ``eps~ = (1 + w) eps(z, c) - w eps_weak(z, c)``, both conditional.
 

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ._checks import as_images
+from .data import DEFAULT_DATASET
 from .devices import pick_device
 
 __all__ = ["WEIGHTS_FILE", "INSTALL", "require_torch_fidelity", "check_weights", "to_rgb_uint8", "inception_fid"]
@@ -100,7 +101,7 @@ def _use_cuda(device) -> bool:
     return pick_device(device).type == "cuda"
 
 
-def inception_fid(images, reference="test", dataset: str = "mnist", weights=None, device=None,
+def inception_fid(images, reference="test", dataset: str = DEFAULT_DATASET, weights=None, device=None,
                   cache: bool = True, batch_size: int = 64, verbose: bool = False) -> float:
     """The Inception FID between ``images`` and ``reference`` (lower is better), computed by torch-fidelity.
 

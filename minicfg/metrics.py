@@ -34,8 +34,8 @@ What these numbers can and cannot say, compared with the Inception-network FID o
 Images are accepted either as floats in [-1, 1] (the library's convention, e.g. what
 :func:`minicfg.generate.generate` returns) or as uint8 in 0..255 (what ``minicfg sample --out FILE.npz``
 writes), of the data set's image shape, e.g. (N, 1, 28, 28) or (N, 28, 28) for MNIST. Every function takes
-``dataset`` (default "mnist"): its registry record gives the image shape, the shipped evaluator and the
-real images of the reference.
+``dataset`` (default ``data.DEFAULT_DATASET``, mnist): its registry record gives the image shape, the shipped
+evaluator and the real images of the reference.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ import torch
 
 from ._checks import as_images
 from .checkpoint import CheckpointError, fingerprint, load_tensors, save_tensors
+from .data import DEFAULT_DATASET
 
 __all__ = [
     "as_images",
@@ -70,7 +71,7 @@ __all__ = [
 
 
 # -- inputs ---------------------------------------------------------------------------------------
-def _evaluator(evaluator, dataset: str = "mnist"):
+def _evaluator(evaluator, dataset: str = DEFAULT_DATASET):
     from .evaluator import load_evaluator
 
     if evaluator is None or isinstance(evaluator, (str, Path)):
@@ -85,7 +86,7 @@ def _shape(model) -> tuple[int, int, int]:
 
 @torch.inference_mode()
 def features_and_probs(images, evaluator=None, batch_size: int = 1000,
-                       dataset: str = "mnist") -> tuple[torch.Tensor, torch.Tensor]:
+                       dataset: str = DEFAULT_DATASET) -> tuple[torch.Tensor, torch.Tensor]:
     """Penultimate features (N, feature_dim) float32 and class probabilities (N, K) float64 of ``images``.
 
     ``evaluator`` is an :class:`~minicfg.nets.EvaluatorNet`, a weights path, or None (the shipped one of
@@ -276,7 +277,7 @@ class Reference:
 _REFERENCES: dict[tuple[str, str, str, str, bool], Reference] = {}
 
 
-def load_reference(ref="test", evaluator=None, disk_cache: bool = False, dataset: str = "mnist") -> Reference:
+def load_reference(ref="test", evaluator=None, disk_cache: bool = False, dataset: str = DEFAULT_DATASET) -> Reference:
     """Reference features of real images: ``"test"`` or ``"train"`` (the split of ``dataset``) or given images.
 
     A named reference is computed once per process, evaluator, data folder and smoke mode and kept in memory
@@ -317,7 +318,7 @@ def load_reference(ref="test", evaluator=None, disk_cache: bool = False, dataset
     return out
 
 
-def classifier_fid(images, ref="test", evaluator=None, dataset: str = "mnist") -> float:
+def classifier_fid(images, ref="test", evaluator=None, dataset: str = DEFAULT_DATASET) -> float:
     """Frechet distance between evaluator features of ``images`` and of the reference images (lower is better)."""
     model = _evaluator(evaluator, dataset)
     r = load_reference(ref, model, dataset=dataset)
@@ -327,7 +328,7 @@ def classifier_fid(images, ref="test", evaluator=None, dataset: str = "mnist") -
 
 # -- one entry point ------------------------------------------------------------------------------
 def evaluate(images, labels=None, reference="test", evaluator=None, k: int = 3, seed: int = 0,
-             disk_cache: bool = False, dataset: str = "mnist") -> dict:
+             disk_cache: bool = False, dataset: str = DEFAULT_DATASET) -> dict:
     """All metrics for one set of images (uint8 0..255 or float in [-1, 1], (N, C, H, W) of ``dataset``).
 
     Returns ``{"n", "accuracy", "fid", "inception_score", "precision", "recall", "reference",

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from .diffusion import drop_labels, expand_lam, q_sample
+from .registry import Registry
 from .schedules import alpha_sigma, check_lam_range, log_snr_cosine
 
 __all__ = ["Prediction", "PREDICTIONS", "register_prediction", "get_prediction", "WEIGHTINGS", "DENSITIES",
@@ -57,14 +58,32 @@ def _one(lam, d):
     return torch.ones_like(lam)
 
 
-PREDICTIONS: dict[str, Prediction] = {
-    "eps": Prediction(
-        c_in=_one,
-        to_eps=lambda out, z, lam, d: out,
-        target=lambda x, eps, lam, d: eps,
-        eps_mse_factor=_one,
-    ),
-}
+def _check_prediction(name: str, prediction) -> None:
+    if not isinstance(prediction, Prediction):
+        raise ValueError(f"prediction {name!r} must be a Prediction(c_in, to_eps, target, eps_mse_factor), "
+                         f"got {prediction!r}")
+
+
+#: name -> :class:`Prediction`, in registration order; ``UNetConfig(prediction=NAME)`` names one.
+PREDICTIONS = Registry("prediction", _check_prediction)
+
+
+def register_prediction(name: str, prediction: Prediction) -> Prediction:
+    """Add an output parameterisation under ``name`` (then ``UNetConfig(prediction=name)`` uses it)."""
+    return PREDICTIONS.add(name, prediction)
+
+
+def get_prediction(name: str) -> Prediction:
+    """The parameterisation registered as ``name``; a ValueError lists the registered names."""
+    return PREDICTIONS.lookup(name)
+
+
+register_prediction("eps", Prediction(
+    c_in=_one,
+    to_eps=lambda out, z, lam, d: out,
+    target=lambda x, eps, lam, d: eps,
+    eps_mse_factor=_one,
+))
 
 
 def _v_to_eps(out, z, lam, d):
@@ -77,12 +96,12 @@ def _v_target(x, eps, lam, d):
     return alpha * eps - sigma * x
 
 
-PREDICTIONS["v"] = Prediction(
+register_prediction("v", Prediction(
     c_in=_one,
     to_eps=_v_to_eps,
     target=_v_target,
     eps_mse_factor=lambda lam, d: torch.exp(-torch.nn.functional.logsigmoid(lam)),  # 1 / alpha^2
-)
+))
 
 
 def _edm_to_eps(out, z, lam, d):
@@ -100,26 +119,12 @@ def _edm_target(x, eps, lam, d):
     return (sigma * x - d**2 * alpha * eps) / (d * r)
 
 
-PREDICTIONS["edm"] = Prediction(
+register_prediction("edm", Prediction(
     c_in=lambda lam, d: 1.0 / _r(lam, d),
     to_eps=_edm_to_eps,
     target=_edm_target,
     eps_mse_factor=lambda lam, d: _r(lam, d) ** 2 / (d * alpha_sigma(lam)[0]) ** 2,
-)
-
-
-def register_prediction(name: str, prediction: Prediction) -> Prediction:
-    """Add an output parameterisation under ``name`` (then ``UNetConfig(prediction=name)`` uses it)."""
-    if name in PREDICTIONS:
-        raise ValueError(f"a prediction named {name!r} is already registered")
-    PREDICTIONS[name] = prediction
-    return prediction
-
-
-def get_prediction(name: str) -> Prediction:
-    if name not in PREDICTIONS:
-        raise ValueError(f"unknown prediction {name!r}; choose one of {sorted(PREDICTIONS)}")
-    return PREDICTIONS[name]
+))
 
 
 # -- loss weighting over lam and the training density of lam ------------------------------------------

@@ -34,8 +34,7 @@ class Registry(dict):
         if not isinstance(name, str) or not name:
             raise ValueError(f"a {self.kind} is registered under a non-empty string name, got {name!r}")
         if name in self:
-            raise ValueError(f"a {self.kind} named {name!r} is already registered; choose another name, or remove "
-                             f"the entry first (del registry[{name!r}])")
+            raise ValueError(f"a {self.kind} named {name!r} is already registered; choose another name")
         if self.check is not None:
             self.check(name, entry)
         self[name] = entry

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .data import DEFAULT_DATASET
 from .generate import class_labels, generate_grid
 from .guidance import DEFAULT_GUIDANCE
 
@@ -139,7 +140,7 @@ def _resolve_dataset(path: Path, recorded: str | None, dataset: str | None) -> s
     if recorded is not None and dataset is not None and recorded != dataset:
         raise ValueError(f"{path} holds {recorded} images (recorded by `minicfg sample`), but --dataset {dataset} was "
                          f"given: leave out --dataset, or pass --dataset {recorded}")
-    return recorded or dataset or "mnist"
+    return recorded or dataset or DEFAULT_DATASET
 
 
 def npz_dataset(path, dataset: str | None = None) -> str:
@@ -150,9 +151,9 @@ def npz_dataset(path, dataset: str | None = None) -> str:
     try:
         npz = np.load(path, allow_pickle=False)
     except (*_READ_ERRORS, FileNotFoundError):
-        return dataset or "mnist"
+        return dataset or DEFAULT_DATASET
     if not isinstance(npz, np.lib.npyio.NpzFile):
-        return dataset or "mnist"
+        return dataset or DEFAULT_DATASET
     with npz:
         return _resolve_dataset(path, _recorded_dataset(path, npz), dataset)
 
@@ -220,20 +221,19 @@ def _one_line(err: Exception) -> str:
 
 
 def load_guidance_networks(guidance: str, options: dict, dataset: str, device="cpu") -> dict:
-    """Guidance options that are networks (``GUIDANCE_NETWORKS``), given as a path or left out, are loaded
-    from the model store (the shipped network of ``dataset`` when left out)."""
+    """Guidance options that are networks (the method record's ``networks``), given as a path or left out, are
+    loaded from the model store (the shipped network of ``dataset`` when left out)."""
     from .checkpoint import load_model
-    from .guidance import GUIDANCE_NETWORKS, get_guidance
+    from .guidance import get_guidance_method
 
-    get_guidance(guidance)
     options = dict(options)
-    for key, role in GUIDANCE_NETWORKS[guidance].items():
+    for key, role in get_guidance_method(guidance).networks.items():
         if options.get(key) is None or isinstance(options[key], (str, Path)):
             options[key], _ = load_model(options.get(key), dataset=dataset, role=role, device=device)
     return options
 
 
-def sample_to_file(out, ws, checkpoint=None, dataset: str = "mnist", n_per_class: int = 8, seed: int = 0,
+def sample_to_file(out, ws, checkpoint=None, dataset: str = DEFAULT_DATASET, n_per_class: int = 8, seed: int = 0,
                    guidance: str = DEFAULT_GUIDANCE, progress: bool = False, device=None,
                    **options) -> tuple[Path, int]:
     """``minicfg sample``: guided samples at every w from the same noise into ``out`` (.png grid or .npz arrays).

@@ -24,6 +24,7 @@ import torch
 
 from ._checks import check_options, check_w
 from .checkpoint import atomic_write_bytes
+from .data import DEFAULT_DATASET
 from .generate import class_labels, generate
 from .guidance import DEFAULT_GUIDANCE, get_guidance
 from .metrics import evaluate
@@ -134,7 +135,7 @@ _say = partial(print, flush=True)  # progress lines reach a log file at once
 
 def sweep(model, ws, n_per_class: int = 100, n_steps=50, sampler: str = DEFAULT_SAMPLER, seed: int = 1,
           label: str = "model", meta: dict | None = None, csv_path=None, progress: bool = False,
-          evaluator=None, log=_say, dataset: str = "mnist", guidance: str = DEFAULT_GUIDANCE,
+          evaluator=None, log=_say, dataset: str = DEFAULT_DATASET, guidance: str = DEFAULT_GUIDANCE,
           options: dict | None = None) -> list[dict]:
     """Sample and score ``model`` at every w in ``ws`` for every number of sampling steps in ``n_steps``.
 
@@ -215,7 +216,7 @@ def paper_results(table: int | None = None) -> list[dict]:
     return [r for r in rows if table is None or r["table"] == table]
 
 
-def run_sweep(out, ws, checkpoint=None, dataset: str = "mnist", n_per_class: int = 100, n_steps=(50,),
+def run_sweep(out, ws, checkpoint=None, dataset: str = DEFAULT_DATASET, n_per_class: int = 100, n_steps=(50,),
               sampler: str = DEFAULT_SAMPLER, seed: int = 1, label: str | None = None, by=None, paper: int | None = 1,
               progress: bool = False, guidance: str = DEFAULT_GUIDANCE, device=None, **options) -> str:
     """``minicfg sweep``: :func:`sweep` a checkpoint into ``OUT/sweep.csv``, then draw every row of that file.

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import DEFAULT_DATASET
+
 __all__ = ["tradeoff_figure", "frontier_figure", "seed_spread", "seed_spreads", "metrics_figure",
            "steps_table_figure", "save_sweep_figures", "group_rows"]
 
@@ -407,7 +409,7 @@ def metrics_figure(rows: list[dict], by="label", metrics=("accuracy", "fid", "pr
 
 
 def save_sweep_figures(rows: list[dict], out, by=None, paper: list[dict] | None = None,
-                       is_max: float | None = None, dataset: str = "mnist") -> list[Path]:
+                       is_max: float | None = None, dataset: str = DEFAULT_DATASET) -> list[Path]:
     """Draw a sweep's rows as ``minicfg sweep`` does; returns the two paths written.
 
     ``OUT/fid_vs_is.png`` is :func:`tradeoff_figure` (a table for a sweep over steps) and ``OUT/metrics_vs_w.png``

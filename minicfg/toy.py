@@ -24,8 +24,8 @@ import torch
 
 from ._checks import check_labels, check_w
 from .diffusion import expand_lam
-from .guidance import cfg_eps_fn as _guidance_cfg_eps_fn
-from .guidance import classifier_guided_eps
+from .guidance_formulas import cfg_eps_fn as _guidance_cfg_eps_fn
+from .guidance_formulas import classifier_guided_eps
 from .schedules import alpha_sigma
 
 __all__ = [

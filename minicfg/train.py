@@ -32,12 +32,13 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_tensors, save_tensors, save_weights
-from .data import get_dataset, load
+from .data import DEFAULT_DATASET, get_dataset, load
 from .diffusion import classifier_loss, noisy_accuracy
 from .distributed import ObjectiveModule, setup, shard
 from .evaluator import cifar_evaluator_loss, evaluator_loss, evaluator_report
 from .nets import build_model
 from .predictions import DENSITIES, WEIGHTINGS, prediction_loss
+from .registry import Registry
 
 __all__ = ["TrainConfig", "Objective", "OBJECTIVES", "register_objective", "PRESETS", "recipe_from", "train",
            "Trainer", "training_preview"]
@@ -48,7 +49,7 @@ __all__ = ["TrainConfig", "Objective", "OBJECTIVES", "register_objective", "PRES
 class TrainConfig:
     """A training recipe; stored in the checkpoint so that ``--resume`` continues the same run."""
 
-    dataset: str = "mnist"
+    dataset: str = DEFAULT_DATASET
     objective: str = "eps"
     train_steps: int | None = 4000
     minutes: float | None = None
@@ -75,8 +76,7 @@ class TrainConfig:
     log_every: int = 50
 
     def validate(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; choose one of {sorted(OBJECTIVES)}")
+        OBJECTIVES.lookup(self.objective)  # an unknown name is a ValueError listing the objectives
         get_dataset(self.dataset)
         if (self.train_steps is None) == (self.minutes is None):
             raise ValueError("give exactly one of train_steps or minutes")
@@ -117,16 +117,18 @@ class Objective:
     model: dict = field(default_factory=dict)
 
 
-#: name -> :class:`Objective`; `TrainConfig.objective` names one.
-OBJECTIVES: dict[str, Objective] = {}
+def _check_objective(name: str, objective) -> None:
+    if not isinstance(objective, Objective):
+        raise ValueError(f"objective {name!r} must be an Objective(arch, loss, ...), got {objective!r}")
+
+
+#: name -> :class:`Objective`, in registration order; `TrainConfig.objective` names one.
+OBJECTIVES = Registry("objective", _check_objective)
 
 
 def register_objective(name: str, objective: Objective) -> Objective:
     """Add a training objective under ``name``."""
-    if name in OBJECTIVES:
-        raise ValueError(f"an objective named {name!r} is already registered")
-    OBJECTIVES[name] = objective
-    return objective
+    return OBJECTIVES.add(name, objective)
 
 
 # pragma: no mutate end
@@ -199,7 +201,7 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def recipe_from(preset: str, dataset: str = "mnist", **overrides) -> TrainConfig:
+def recipe_from(preset: str, dataset: str = DEFAULT_DATASET, **overrides) -> TrainConfig:
     """The recipe of ``preset`` with every override that is not None applied (``minutes`` replaces
     ``train_steps`` and the other way round), for ``dataset``."""
     if preset not in PRESETS:

@@ -60,7 +60,7 @@ def test_prediction_loss_wants_one_label_per_image(labels, got):
 
 
 def test_a_prediction_name_can_be_registered_once():
-    with pytest.raises(ValueError, match="^a prediction named 'v' is already registered$"):
+    with pytest.raises(ValueError, match="^a prediction named 'v' is already registered; choose another name$"):
         predictions.register_prediction("v", predictions.PREDICTIONS["eps"])
     new = predictions.Prediction(c_in=None, to_eps=None, target=None, eps_mse_factor=None)
     try:

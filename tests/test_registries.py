@@ -22,10 +22,9 @@ DT = torch.float64
 @pytest.fixture
 def registered():
     """Remove whatever a test registers, so the registries are as shipped for the next test."""
-    before = (dict(samplers.SAMPLERS), dict(guidance.GUIDANCE), dict(guidance.GUIDANCE_NETWORKS), dict(data.DATASETS))
+    before = (dict(samplers.SAMPLERS), dict(guidance.GUIDANCE), dict(data.DATASETS))
     yield
-    for registry, saved in zip((samplers.SAMPLERS, guidance.GUIDANCE, guidance.GUIDANCE_NETWORKS, data.DATASETS),
-                               before, strict=True):
+    for registry, saved in zip((samplers.SAMPLERS, guidance.GUIDANCE, data.DATASETS), before, strict=True):
         registry.clear()
         registry.update(saved)
 
@@ -143,7 +142,7 @@ def test_w_as_a_function_of_lam():
 
 def test_build_guidance_rejects_unknown_names_and_options():
     mix = toy.three_gaussians(dtype=DT)
-    with pytest.raises(ValueError, match="unknown guidance 'schedule'; choose one of"):
+    with pytest.raises(ValueError, match="unknown guidance method 'schedule'; choose one of"):
         guidance.build_guidance("schedule", mix, torch.tensor([0]), 1.0)
     with pytest.raises(ValueError, match="guidance 'cfg' does not take base"):
         guidance.build_guidance("cfg", mix, torch.tensor([0]), 1.0, base="cond")
@@ -179,7 +178,8 @@ def test_a_registered_dataset_trains_and_samples(registered, tmp_path):
 # -- one home per name ---------------------------------------------------------------------------
 def test_no_sampler_or_guidance_name_is_spelled_outside_its_registry():
     names = set(samplers.SAMPLERS) | set(guidance.GUIDANCE)
-    homes = {ROOT / "minicfg" / name for name in ("samplers.py", "guidance.py", "guidance_variants.py")}
+    homes = {ROOT / "minicfg" / name for name in ("samplers.py", "guidance.py", "guidance_formulas.py",
+                                                   "guidance_variants.py")}
     pattern = re.compile("|".join(rf"[\"']{re.escape(n)}[\"']" for n in names))
     found = []
     for path in sorted((ROOT / "minicfg").rglob("*.py")) + sorted((ROOT / "bench").glob("*.py")):
