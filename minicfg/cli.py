@@ -170,7 +170,8 @@ def _cmd_sweep(args) -> None:
                     n_per_class=args.n_per_class, n_steps=args.n_steps, sampler=args.sampler, seed=args.seed,
                     label=args.label, by=args.by,
                     paper=None if args.paper == "none" else int(args.paper), progress=not args.no_progress,
-                    guidance=args.guidance, device=args.device, **_guidance_options(args)))
+                    guidance=args.guidance, device=args.device, sampler_options=dict(args.option),
+                    **_guidance_options(args)))
 
 
 def _cmd_assignments_source(args) -> None:
@@ -267,10 +268,16 @@ def _add_sampling_options(p, samplers, guidance) -> None:
     p.add_argument("--checkpoint", default=None, help="weights file or training folder (default: the shipped model)")
     _add_sampler_choice(p, samplers)
     _add_guidance_options(p, guidance)
-    p.add_argument("--option", "-o", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="an option of the sampler, e.g. -o v=0.5 (ancestral) or -o clip_x=None; repeat for several")
+    _add_sampler_option_flag(p)
     p.add_argument("--seed", type=int, help="seed of the starting noise, shared by every w")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_sampler_option_flag(p) -> None:
+    """``-o KEY=VALUE`` (repeatable): an option of the sampler, read as a Python literal (``minicfg sample`` and
+    ``minicfg sweep``)."""
+    p.add_argument("--option", "-o", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the sampler, e.g. -o v=0.5 (ancestral) or -o clip_x=None; repeat for several")
 
 
 def _add_guidance_options(p, guidance) -> None:
@@ -441,13 +448,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-steps", type=_positive_ints, default=[50],
                    help="sampling steps, one number or a comma-separated list such as 16,32,64 (default 50)")
     _add_sampler_choice(p, samplers)
+    _add_sampler_option_flag(p)
     _add_guidance_options(p, guidance)
     p.add_argument("--checkpoint", default=None, help="weights file or training folder (default: the shipped model)")
     p.add_argument("--seed", type=int, default=1, help="seed of the starting noise, shared by every point (default 1)")
     p.add_argument("--label", default=None, help="name of this model in the CSV and plots (default: the checkpoint)")
-    p.add_argument("--by", choices=["label", "guidance", "options", "p_uncond", "n_steps", "seed"], default=None,
-                   help="one curve per value of this column (default: the columns among label, guidance, options, "
-                   "n_steps, sampler and seed whose values differ between the rows)")
+    p.add_argument("--by", choices=["label", "guidance", "options", "sampler_options", "p_uncond", "n_steps", "seed"],
+                   default=None, help="one curve per value of this column (default: the columns among label, guidance, "
+                   "options, n_steps, sampler, sampler_options and seed whose values differ between the rows)")
     p.add_argument("--paper", choices=["1", "2", "none"], default="1",
                    help="plot the paper's Table 1 (p_uncond, ImageNet 64) or 2 (steps, ImageNet 128) beside ours")
     p.add_argument("--out", required=True, help="folder for sweep.csv and the figures")

@@ -32,14 +32,16 @@ from .samplers import DEFAULT_SAMPLER, get_sampler
 
 __all__ = ["FIELDS", "options_text", "sweep", "run_sweep", "read_csv", "write_csv", "paper_results", "best_row"]
 
-#: Columns of a sweep CSV: what was sampled (first ten), then what was measured. ``options`` holds the guidance
-#: method's options as ``key=value`` pairs (a network as its weights' fingerprint).
-FIELDS = ("label", "p_uncond", "train_steps", "guidance", "options", "sampler", "n_steps", "seed", "n", "w",
-          "accuracy", "fid", "inception_score", "precision", "recall", "sample_s")
-_KEY = ("label", "guidance", "options", "sampler", "n_steps", "seed", "n", "w")  # a point is redone if one differs
-_TEXT = ("label", "guidance", "options", "sampler")
-#: values of columns that sweeps before guidance variants did not write (they were all plain CFG)
-_DEFAULTS = {"guidance": DEFAULT_GUIDANCE, "options": ""}
+#: Columns of a sweep CSV: what was sampled (first eleven), then what was measured. ``options`` holds the guidance
+#: method's options as ``key=value`` pairs (a network as its weights' fingerprint), defaults included;
+#: ``sampler_options`` the sampler options given (``minicfg sweep -o KEY=VALUE``), empty for the sampler's defaults.
+FIELDS = ("label", "p_uncond", "train_steps", "guidance", "options", "sampler", "sampler_options", "n_steps", "seed",
+          "n", "w", "accuracy", "fid", "inception_score", "precision", "recall", "sample_s")
+#: a point is redone if one of these differs
+_KEY = ("label", "guidance", "options", "sampler", "sampler_options", "n_steps", "seed", "n", "w")
+_TEXT = ("label", "guidance", "options", "sampler", "sampler_options")
+#: values of columns that older sweeps did not write (they were all plain CFG, with the sampler's defaults)
+_DEFAULTS = {"guidance": DEFAULT_GUIDANCE, "options": "", "sampler_options": ""}
 _INT = ("train_steps", "n_steps", "seed", "n")
 _FLOAT = ("p_uncond", "w", "accuracy", "fid", "inception_score", "precision", "recall", "sample_s")
 
@@ -106,8 +108,8 @@ def _same_point(a: dict, b: dict) -> bool:
 
 
 def options_text(options: dict) -> str:
-    """Guidance options as one CSV cell, ``key=value`` pairs in name order; a network is named by its weights'
-    fingerprint (``checkpoint.load_model`` sets it), so a sweep with other weights is another point."""
+    """Guidance or sampler options as one CSV cell, ``key=value`` pairs in name order; a network is named by its
+    weights' fingerprint (``checkpoint.load_model`` sets it), so a sweep with other weights is another point."""
     parts = []
     for key in sorted(options):
         value = options[key]
@@ -136,11 +138,13 @@ _say = partial(print, flush=True)  # progress lines reach a log file at once
 def sweep(model, ws, n_per_class: int = 100, n_steps=50, sampler: str = DEFAULT_SAMPLER, seed: int = 1,
           label: str = "model", meta: dict | None = None, csv_path=None, progress: bool = False,
           evaluator=None, log=_say, dataset: str = DEFAULT_DATASET, guidance: str = DEFAULT_GUIDANCE,
-          options: dict | None = None) -> list[dict]:
+          options: dict | None = None, sampler_options: dict | None = None) -> list[dict]:
     """Sample and score ``model`` at every w in ``ws`` for every number of sampling steps in ``n_steps``.
 
     ``guidance`` names the method (:data:`minicfg.guidance.GUIDANCE`, plain CFG by default) and ``options`` its
     options (networks already loaded), so variants are swept on the same noise and metrics as CFG.
+    ``sampler_options`` are the sampler's own options (``v`` of the ancestral sampler, ``clip_x``, ...), recorded in
+    the column ``sampler_options``.
 
     Every point starts from the same noise (``seed``), so points differ only by w and steps. ``meta`` (the
     checkpoint metadata from :func:`minicfg.checkpoint.load_model`) fills the columns ``p_uncond`` and
@@ -156,10 +160,14 @@ def sweep(model, ws, n_per_class: int = 100, n_steps=50, sampler: str = DEFAULT_
     all_steps = _check_steps(n_steps)
     if not ws:
         raise ValueError("give at least one w")
-    get_sampler(sampler)  # a ValueError naming the registered samplers if unknown
+    sampler_options = dict(sampler_options or {})
+    check_options("sampler", sampler, get_sampler(sampler), sampler_options, ("generator", "callback"))
     options = dict(options or {})
     builder = get_guidance(guidance)
     check_options("guidance", guidance, builder, options)
+    both = sorted(set(options) & set(sampler_options))
+    if both:
+        raise ValueError(f"{', '.join(both)} given both as a guidance option and as a sampler option; give it once")
     recorded = {**_option_defaults(builder), **options}  # what was run, defaults included
     if not isinstance(n_per_class, int) or n_per_class < 1:
         raise ValueError(f"n_per_class must be a positive integer, got {n_per_class!r}")
@@ -173,7 +181,8 @@ def sweep(model, ws, n_per_class: int = 100, n_steps=50, sampler: str = DEFAULT_
         for w in ws:
             point = {"label": label, "p_uncond": train.get("p_uncond"), "train_steps": (meta or {}).get("step"),
                      "guidance": guidance, "options": options_text(recorded), "sampler": sampler,
-                     "n_steps": n_steps, "seed": seed, "n": len(labels), "w": w}
+                     "sampler_options": options_text(sampler_options), "n_steps": n_steps, "seed": seed,
+                     "n": len(labels), "w": w}
             done = next((r for r in kept if _same_point(r, point)), None)
             if done is not None:
                 rows.append(done)
@@ -181,7 +190,7 @@ def sweep(model, ws, n_per_class: int = 100, n_steps=50, sampler: str = DEFAULT_
                 continue
             t = time.perf_counter()
             images = generate(model, labels, w, n_steps=n_steps, sampler=sampler, seed=seed, progress=progress,
-                              guidance=guidance, **options)
+                              guidance=guidance, **options, **sampler_options)
             scores = evaluate(images, labels, evaluator=evaluator, dataset=dataset)
             row = {**point, **{k: scores[k] for k in ("accuracy", "fid", "inception_score", "precision", "recall")},
                    "sample_s": round(time.perf_counter() - t, 1)}
@@ -218,12 +227,13 @@ def paper_results(table: int | None = None) -> list[dict]:
 
 def run_sweep(out, ws, checkpoint=None, dataset: str = DEFAULT_DATASET, n_per_class: int = 100, n_steps=(50,),
               sampler: str = DEFAULT_SAMPLER, seed: int = 1, label: str | None = None, by=None, paper: int | None = 1,
-              progress: bool = False, guidance: str = DEFAULT_GUIDANCE, device=None, **options) -> str:
+              progress: bool = False, guidance: str = DEFAULT_GUIDANCE, device=None,
+              sampler_options: dict | None = None, **options) -> str:
     """``minicfg sweep``: :func:`sweep` a checkpoint into ``OUT/sweep.csv``, then draw every row of that file.
     The model and the evaluator run on ``device`` (None: the best available, :func:`minicfg.devices.pick_device`).
 
     ``guidance`` and its ``options`` as for ``minicfg sample``: an option that is a network is a path, or left
-    out for the shipped one.
+    out for the shipped one. ``sampler_options`` go to the sampler (``minicfg sweep -o KEY=VALUE``).
 
     Returns a one-line summary naming the best point and the files written.
     """
@@ -243,7 +253,7 @@ def run_sweep(out, ws, checkpoint=None, dataset: str = DEFAULT_DATASET, n_per_cl
     csv_path = out / "sweep.csv"
     rows = sweep(model, ws, n_per_class=n_per_class, n_steps=list(n_steps), sampler=sampler, seed=seed, label=label,
                  meta=meta, csv_path=csv_path, progress=progress, dataset=dataset, evaluator=evaluator,
-                 guidance=guidance, options=options)
+                 guidance=guidance, options=options, sampler_options=sampler_options)
     every = read_csv(csv_path)  # this sweep and any earlier ones written to the same folder
     figures = save_sweep_figures(every, out, by=by, paper=None if paper is None else paper_results(paper),
                                  is_max=model.config.num_classes, dataset=dataset)

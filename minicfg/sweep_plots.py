@@ -421,7 +421,7 @@ def save_sweep_figures(rows: list[dict], out, by=None, paper: list[dict] | None 
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    varies = [c for c in ("label", "guidance", "options", "n_steps", "sampler", "seed", "w")
+    varies = [c for c in ("label", "guidance", "options", "n_steps", "sampler", "sampler_options", "seed", "w")
               if len({r.get(c) for r in rows}) > 1]
     by = by or [c for c in varies if c != "w"] or "label"
     x, x_by = ("n_steps", [c for c in varies if c != "n_steps"] or "label") if "n_steps" in varies else ("w", by)

@@ -227,3 +227,54 @@ def test_cli_sweep_bad_options(args, message, capsys):
         cli.main(args)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.fixture
+def mnist_subset_only(tmp_path, monkeypatch):
+    """Smoke mode with an empty data folder: the metrics compare with the MNIST test digits shipped in the package."""
+    monkeypatch.setenv("MINICFG_SMOKE", "1")
+    monkeypatch.setenv("MINICFG_OFFLINE", "1")
+    monkeypatch.setenv("MINICFG_DATA", str(tmp_path / "no-data"))
+
+
+def test_cli_sweep_takes_sampler_options_and_records_them(mnist_subset_only, tmp_path, monkeypatch, capsys):
+    """`minicfg sweep -o KEY=VALUE` reaches the sampler, like `minicfg sample -o`, and the CSV's sampler_options
+    column records it, so the same w with other sampler options is another point."""
+    import functools
+
+    from minicfg import samplers
+
+    seen = []
+
+    @functools.wraps(samplers.ancestral)  # the same signature, so the same options are accepted
+    def spy(eps_fn, z, lams, **kw):
+        seen.append({key: kw[key] for key in ("v", "noise_scale") if key in kw})
+        return samplers.ancestral(eps_fn, z, lams, **kw)
+
+    monkeypatch.setitem(samplers.SAMPLERS, "ancestral", spy)
+    out = tmp_path / "sweep"
+    common = ["sweep", "--w", "1", "--n-per-class", "1", "--n-steps", "3", "--sampler", "ancestral", "--device",
+              "cpu", "--paper", "none", "--no-progress", "--out", str(out)]
+    assert cli.main([*common, "-o", "v=1.0", "--option", "noise_scale=0.5"]) == 0
+    assert seen == [{"v": 1.0, "noise_scale": 0.5}]
+    assert cli.main(common) == 0  # the sampler's defaults: another point, added beside the first
+    assert seen[1:] == [{}]
+    rows = read_csv(out / "sweep.csv")
+    assert sorted(r["sampler_options"] for r in rows) == ["", "noise_scale=0.5 v=1"]
+    assert all(r["w"] == 1.0 and r["n"] == 10 and r["fid"] > 0 for r in rows)
+    assert cli.main([*common, "-o", "v=1.0", "-o", "noise_scale=0.5"]) == 0  # already there: not sampled again
+    assert len(seen) == 2 and "already in" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*common, "-o", "eta=1"])
+    assert exit_info.value.code == 2
+    assert "sampler 'ancestral' does not take eta; its options are v, clip_x, noise_scale" in capsys.readouterr().err
+
+
+def test_a_sweep_csv_without_the_sampler_options_column_reads_as_the_defaults(tmp_path):
+    path = tmp_path / "old.csv"
+    path.write_text("label,guidance,options,sampler,n_steps,seed,n,w,accuracy,fid,inception_score,precision,recall\n"
+                    "m,cfg,,ancestral,3,1,10,0.5,0.9,1.5,2.0,0.5,0.5\n")
+    (row,) = read_csv(path)
+    assert row["sampler_options"] == ""
+    write_csv([row], path)
+    assert read_csv(path)[0]["sampler_options"] == "" and "sampler_options" in path.read_text().splitlines()[0]
