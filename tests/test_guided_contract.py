@@ -5,10 +5,13 @@ Every expected value here is written out by hand from alpha^2 = sigmoid(lam), si
 from minicfg's conversions.
 """
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
-from minicfg import samplers, toy
+from minicfg import guidance, samplers, toy
 from minicfg.guided import Guided
 from minicfg.schedules import sampling_lams
 
@@ -134,3 +137,59 @@ def test_a_pair_that_is_not_two_tensors_is_a_clear_error():
         samplers.ddim(lambda z, lam: Guided(z[:, :1], COND(z, lam)), _z0(), sampling_lams(3, dtype=DT))
     with pytest.raises(ValueError, match=r"eps_fn returned a tuple as its eps, not a tensor"):
         samplers.ddim(lambda z, lam: (COND(z, lam), COND(z, lam)), _z0(), sampling_lams(3, dtype=DT))
+
+
+# -- the recipe in docs/architecture.md, run from the page -------------------------------------------
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+SECTION = "### Add a guidance method that needs a renoise prediction or per-step state"
+
+
+def _recipe_code() -> str:
+    text = DOCS.read_text()
+    section = text[text.index(SECTION):]
+    section = section[:section.index("\n### ", 1)]
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) == 2, "the recipe shows a renoise method and a method with per-run state"
+    return "\n".join(blocks)
+
+
+@pytest.fixture
+def recipe():
+    before = dict(guidance.GUIDANCE)
+    namespace = {}
+    exec(compile(_recipe_code(), str(DOCS), "exec"), namespace)
+    yield namespace
+    guidance.GUIDANCE.clear()
+    guidance.GUIDANCE.update(before)
+
+
+LABELS = torch.tensor([0, 1, 2, 1, 0, 2])
+
+
+def test_the_recipes_renoise_method_moves_with_the_unconditional_eps(recipe):
+    """Its DDIM step is alpha' x~_CFG + sigma' eps_uncond, written out here with the toy's exact predictions."""
+    w, z = 2.0, _z0()
+    eps_fn = guidance.build_guidance("renoise_uncond", MIX, LABELS, w)
+    a0, s0 = _alpha_sigma(-2.0)
+    a1, s1 = _alpha_sigma(0.5)
+    lam0, lam1 = torch.full((6,), -2.0, dtype=DT), torch.full((6,), 0.5, dtype=DT)
+
+    def cfg_by_hand(z, lam):
+        return (1 + w) * COND(z, lam) - w * UNCOND(z, lam)
+
+    z1 = a1 * (z - s0 * cfg_by_hand(z, lam0)) / a0 + s1 * UNCOND(z, lam0)
+    expected = (z1 - s1 * cfg_by_hand(z1, lam1)) / a1
+    out = samplers.ddim(eps_fn, z, torch.tensor([-2.0, 0.5, 3.0], dtype=DT))
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", list(samplers.SAMPLERS))
+def test_the_recipes_momentum_method_starts_afresh_each_run(recipe, name):
+    """beta = 0 is Eq. 6; with beta > 0 two runs of one callable agree only because begin resets the state."""
+    lams = sampling_lams(6, dtype=DT)
+    plain = _run(name, guidance.build_guidance("cfg", MIX, LABELS, 1.5), lams)
+    no_momentum = _run(name, guidance.build_guidance("momentum_cfg", MIX, LABELS, 1.5, beta=0.0), lams)
+    torch.testing.assert_close(no_momentum, plain, rtol=1e-9, atol=1e-9)
+    fn = guidance.build_guidance("momentum_cfg", MIX, LABELS, 1.5, beta=0.8)
+    first, second = _run(name, fn, lams), _run(name, fn, lams)
+    assert torch.equal(first, second) and not torch.allclose(first, plain, atol=1e-3)
