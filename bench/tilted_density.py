@@ -1,0 +1,103 @@
+"""What CFG samples, measured on the 1-D toy with exact scores (issue 31, point 3): W1 to the tilted density.
+
+Usage (about 3 minutes on one thread):
+  OMP_NUM_THREADS=1 python bench/tilted_density.py [--n 20000] [--repeats 5] [--figure docs/what_cfg_samples.png]
+
+The toy is two 1-D classes, N(-1.5, 1) and N(+1.5, 1), equal weights; class 0 is guided. For each w, each sampler
+draws `repeats` independent sets of n samples (seeds 1, 2, ...) and the table gives the mean W1 to the tilted
+density p(x|c)^(1+w) p(x)^(-w) and the spread (standard deviation) over the sets; the `exact` row is the same for
+exact draws from the tilted density itself (inverse CDF): the floor a perfect sampler reaches at this n. Samplers:
+CFG with minicfg.samplers.ancestral (v = 0.3) and ddim on a cosine grid from lam = -20 to 20, and the corrector:
+unadjusted Langevin with the tilted score at the data end, started from the DDIM samples. Prints a markdown table
+and writes the figure at w = 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from minicfg import toy
+from minicfg.evaluator import cpu_name
+from minicfg.samplers import ancestral, ddim
+from minicfg.schedules import sampling_lams
+from minicfg.tilted import langevin, mixture_1d, mixture_tilted, tilted_figure, tilted_score_fn
+
+MEANS, STDS, LABEL = (-1.5, 1.5), (1.0, 1.0), 0
+LANGEVIN_STEP, LANGEVIN_STEPS = 0.01, 1000
+
+
+def draw(name: str, mixture, w, n: int, n_steps: int, seed: int) -> np.ndarray:
+    """One set of n samples of class LABEL from the named sampler."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.full((n,), LABEL, dtype=torch.long)
+    lams = sampling_lams(n_steps, dtype=torch.float64)
+    z = torch.randn(n, 1, dtype=torch.float64, generator=g)
+    fn = toy.cfg_eps_fn(mixture, labels, w)
+    if name == "ancestral":
+        x = ancestral(fn, z, lams, generator=g)
+    else:
+        x = ddim(fn, z, lams)
+        if name == "DDIM + Langevin":
+            x = langevin(tilted_score_fn(mixture, labels, w), x, LANGEVIN_STEP, LANGEVIN_STEPS, g)
+    return x.reshape(-1).numpy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, nargs="+", default=[300, 1000], help="sampler steps to try")
+    parser.add_argument("--ws", type=float, nargs="+", default=[0.0, 1.0, 3.0])
+    parser.add_argument("--figure", default="docs/what_cfg_samples.png")
+    parser.add_argument("--figure-w", type=float, default=3.0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    mixture = mixture_1d(MEANS, STDS)
+    cond = mixture_tilted(mixture, LABEL, 0.0)
+    print(f"CPU: {cpu_name()}, torch threads: {torch.get_num_threads()}")
+    print(f"n = {args.n} samples per set, {args.repeats} sets per row; Langevin step {LANGEVIN_STEP}, "
+          f"{LANGEVIN_STEPS} steps\n")
+    print("| w | sampler | steps | W1 (mean of sets) | spread of W1 over sets | tilted mean / std | sample mean / std "
+          "| seconds per set |")
+    print("|---|---|---|---|---|---|---|---|")
+    for w in args.ws:
+        target = mixture_tilted(mixture, LABEL, w)
+        t_mean, t_std = target.mean_std()
+        t0 = time.perf_counter()
+        floor = target.w1_null(args.n, max(args.repeats, 2), torch.Generator().manual_seed(0))
+        t_exact = (time.perf_counter() - t0) / max(args.repeats, 2)
+        print(f"| {w:g} | exact draws (floor) | - | {floor[0]:.4f} | {floor[1]:.4f} | {t_mean:.3f} / {t_std:.3f} "
+              f"| - | {t_exact:.2f} |")
+        runs = [(name, steps) for steps in args.steps for name in ("ancestral", "DDIM")]
+        runs.append(("DDIM + Langevin", min(args.steps)))
+        figure_sets = {}
+        for name, steps in runs:
+            values, moments, seconds, first = [], [], [], None
+            for r in range(args.repeats):
+                t0 = time.perf_counter()
+                x = draw(name, mixture, w, args.n, steps, seed=1 + r)
+                seconds.append(time.perf_counter() - t0)
+                values.append(target.wasserstein1(x))
+                moments.append((x.mean(), x.std()))
+                first = x if first is None else first
+            mean, spread = float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+            m, s = np.mean(moments, axis=0)
+            if steps == min(args.steps):
+                figure_sets[name] = (first, (mean, spread))
+            print(f"| {w:g} | {name} | {steps} | {mean:.4f} | {spread:.4f} | {t_mean:.3f} / {t_std:.3f} "
+                  f"| {m:.3f} / {s:.3f} | {np.mean(seconds):.2f} |", flush=True)
+        if args.figure and w == args.figure_w:
+            samples = {name: x for name, (x, _) in figure_sets.items()}
+            distances = {name: d for name, (_, d) in figure_sets.items()}
+            fig = tilted_figure(target, cond, samples, distances, w=w, floor=floor)
+            fig.savefig(args.figure)
+            print(f"\nfigure: {args.figure} (legend: W1 mean ± spread over the {args.repeats} sets at "
+                  f"{min(args.steps)} steps; histograms: the first set)")
+
+
+if __name__ == "__main__":
+    main()
