@@ -1,15 +1,16 @@
 """What CFG samples, measured on the 1-D toy with exact scores (issue 31, point 3): W1 to the tilted density.
 
-Usage (about 3 minutes on one thread):
-  OMP_NUM_THREADS=1 python bench/tilted_density.py [--n 20000] [--repeats 5] [--figure docs/what_cfg_samples.png]
+Usage (about 2 minutes on one thread):
+  OMP_NUM_THREADS=1 python bench/tilted_density.py [--n 10000] [--repeats 5] [--figure PATH]
 
 The toy is two 1-D classes, N(-1.5, 1) and N(+1.5, 1), equal weights; class 0 is guided. For each w, each sampler
 draws `repeats` independent sets of n samples (seeds 1, 2, ...) and the table gives the mean W1 to the tilted
-density p(x|c)^(1+w) p(x)^(-w) and the spread (standard deviation) over the sets; the `exact` row is the same for
-exact draws from the tilted density itself (inverse CDF): the floor a perfect sampler reaches at this n. Samplers:
-CFG with minicfg.samplers.ancestral (v = 0.3) and ddim on a cosine grid from lam = -20 to 20, and the corrector:
-unadjusted Langevin with the tilted score at the data end, started from the DDIM samples. Prints a markdown table
-and writes the figure at w = 3.
+density p(x|c)^(1+w) p(x)^(-w) and the spread (standard deviation) over the sets; the `exact draws` row is the same
+for exact draws from the tilted density itself (inverse CDF): the floor a perfect sampler reaches at this n. Samplers:
+CFG (minicfg.toy.cfg_eps_fn) with minicfg.samplers' ancestral (v = 0.3) and ddim on a cosine grid from lam = -20 to
+20, at two step counts (the gap is not discretisation error if it does not shrink with more steps), and the
+corrector: unadjusted Langevin with the score of the same CFG eps at the final log-SNR (lam = 20), started from the
+DDIM samples. Prints a markdown table and writes the figure (docs/figures/what_cfg_samples.png) at w = 3.
 """
 
 from __future__ import annotations
@@ -20,39 +21,32 @@ import time
 import numpy as np
 import torch
 
-from minicfg import toy
 from minicfg.evaluator import cpu_name
-from minicfg.samplers import ancestral, ddim
 from minicfg.schedules import sampling_lams
-from minicfg.tilted import langevin, mixture_1d, mixture_tilted, tilted_figure, tilted_score_fn
+from minicfg.tilted import cfg_corrected, cfg_samples, mixture_1d, mixture_tilted, tilted_figure
 
 MEANS, STDS, LABEL = (-1.5, 1.5), (1.0, 1.0), 0
 LANGEVIN_STEP, LANGEVIN_STEPS = 0.01, 1000
 
 
 def draw(name: str, mixture, w, n: int, n_steps: int, seed: int) -> np.ndarray:
-    """One set of n samples of class LABEL from the named sampler."""
+    """One set of n samples of class LABEL from the named sampler (seeded)."""
     g = torch.Generator().manual_seed(seed)
-    labels = torch.full((n,), LABEL, dtype=torch.long)
     lams = sampling_lams(n_steps, dtype=torch.float64)
-    z = torch.randn(n, 1, dtype=torch.float64, generator=g)
-    fn = toy.cfg_eps_fn(mixture, labels, w)
-    if name == "ancestral":
-        x = ancestral(fn, z, lams, generator=g)
-    else:
-        x = ddim(fn, z, lams)
-        if name == "DDIM + Langevin":
-            x = langevin(tilted_score_fn(mixture, labels, w), x, LANGEVIN_STEP, LANGEVIN_STEPS, g)
-    return x.reshape(-1).numpy()
+    sampler = "ancestral" if name == "ancestral" else "ddim"
+    x = cfg_samples(mixture, LABEL, w, n, lams, sampler, generator=g)
+    if name == "DDIM + Langevin":
+        x = cfg_corrected(mixture, LABEL, w, x, float(lams[-1]), LANGEVIN_STEP, LANGEVIN_STEPS, g)
+    return x.numpy()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, nargs="+", default=[300, 1000], help="sampler steps to try")
+    parser.add_argument("--steps", type=int, nargs="+", default=[100, 400], help="sampler steps to try")
     parser.add_argument("--ws", type=float, nargs="+", default=[0.0, 1.0, 3.0])
-    parser.add_argument("--figure", default="docs/what_cfg_samples.png")
+    parser.add_argument("--figure", default="docs/figures/what_cfg_samples.png")
     parser.add_argument("--figure-w", type=float, default=3.0)
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -12,9 +12,10 @@ that follows them (ancestral, DDIM) need not end at the data-level tilted densit
 - :meth:`GridDensity.wasserstein1` is the 1-D Wasserstein-1 distance of samples to it, ``integral |F_n - F| dx``,
   and :meth:`GridDensity.w1_null` its Monte Carlo floor: the mean and spread of that distance for exact draws
   (:meth:`GridDensity.sample`, inverse CDF) of the same size;
-- :func:`tilted_score_fn` and :func:`langevin` are a sampler that does target the tilted density: Langevin
-  dynamics with the tilted score ``(1+w) grad log p(x|c) - w grad log p(x)`` at the data end, run as a corrector
-  after a CFG sampler;
+- :func:`cfg_samples` draws from CFG's samplers (:mod:`minicfg.samplers`) with the toy's exact CFG eps;
+- :func:`langevin` with :func:`score_at` is a sampler that does target the tilted density: Langevin dynamics with
+  the score of the same CFG eps at the final log-SNR, ``(1+w) grad log p(z|c) - w grad log p(z)``, run as a
+  corrector after a CFG sampler (:func:`cfg_corrected`);
 - :func:`tilted_figure` draws the density, ``p(x|c)`` and histograms of samples with their distances.
 
 ``docs/what_cfg_samples.md`` records the measurement (``bench/tilted_density.py``).
@@ -22,17 +23,21 @@ that follows them (ancestral, DDIM) need not end at the data-level tilted densit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from . import toy
 from ._checks import check_w
+from .diffusion import score_from_eps
+from .samplers import run_sampler
 from .toy import GaussianMixture
 
-__all__ = ["mixture_1d", "GridDensity", "tilted_on_grid", "mixture_tilted", "tilted_score_fn", "langevin",
-           "tilted_figure"]
+__all__ = ["mixture_1d", "GridDensity", "tilted_on_grid", "mixture_tilted", "cfg_samples", "score_at", "langevin",
+           "cfg_corrected", "tilted_figure"]
 
 
 def mixture_1d(means, stds, weights=None, dtype: torch.dtype = torch.float64) -> GaussianMixture:
@@ -147,22 +152,26 @@ def tilted_on_grid(log_cond: LogDensity, log_uncond: LogDensity, w, grid) -> Gri
     return GridDensity(grid, density, cdf / cdf[-1])
 
 
+def _check_1d(mixture: GaussianMixture, label) -> int:
+    if mixture.dim != 1:
+        raise ValueError(f"this works on 1-D mixtures; this one has D={mixture.dim} (build one with mixture_1d)")
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label < mixture.num_classes:
+        raise ValueError(f"label must be one class, an int in [0, {mixture.num_classes - 1}], got {label!r}")
+    return int(label)
+
+
 def mixture_tilted(mixture: GaussianMixture, label: int, w, extent: float = 10.0, n_grid: int = 20001) -> GridDensity:
     """The data-level tilted density ``p(x|c)^(1+w) p(x)^(-w) / Z`` of a 1-D mixture's class ``label``.
 
     The grid spans ``[min mean - extent * max std, max mean + extent * max std]`` with ``n_grid`` points.
     """
-    if mixture.dim != 1:
-        raise ValueError(f"mixture_tilted works on 1-D mixtures; this one has D={mixture.dim} (see mixture_1d)")
-    if not 0 <= int(label) < mixture.num_classes:
-        raise ValueError(f"label must be a class in [0, {mixture.num_classes - 1}], got {label}")
+    label = _check_1d(mixture, label)
     means = mixture.means.reshape(-1).double()
     spread = float(mixture.covs.reshape(-1).double().sqrt().max())
     grid = np.linspace(float(means.min()) - extent * spread, float(means.max()) + extent * spread, n_grid)
-    labels = int(label)
 
     def log_cond(x):
-        return mixture.log_prob(x[:, None], None, torch.full((x.numel(),), labels))
+        return mixture.log_prob(x[:, None], None, torch.full((x.numel(),), label))
 
     def log_uncond(x):
         return mixture.log_prob(x[:, None], None, None)
@@ -170,18 +179,36 @@ def mixture_tilted(mixture: GaussianMixture, label: int, w, extent: float = 10.0
     return tilted_on_grid(log_cond, log_uncond, w, grid)
 
 
-def tilted_score_fn(mixture: GaussianMixture, labels, w, lam=None):
-    """``score(x) = (1+w) grad log p(x_lam|c) - w grad log p(x_lam)``, the score of the tilted density.
+def cfg_samples(mixture: GaussianMixture, label: int, w, n: int, lams: torch.Tensor, sampler: str = "ancestral",
+                generator: torch.Generator | None = None, **options) -> torch.Tensor:
+    """``n`` draws ``(n,)`` of class ``label`` by classifier-free guidance with the mixture's exact eps.
 
-    At the data level (``lam=None``, the default) it is the score of ``p(x|c)^(1+w) p(x)^(-w)`` exactly. A
-    network has no score at ``lam = +inf``; with one, evaluate at the largest log-SNR it was trained on (at
-    ``lam = 12``, ``sigma^2 = sigmoid(-12) = 6e-6``, which moves these scores by far less than the Monte Carlo
-    error of the measurements here). Equivalently ``-(CFG eps) / sigma`` at that ``lam``.
+    The guided eps is :func:`minicfg.toy.cfg_eps_fn` (the library's CFG with the mixture as the model), run by the
+    registered sampler ``sampler`` (:func:`minicfg.samplers.run_sampler`) on the grid ``lams`` from standard
+    normal noise drawn from ``generator``; ``options`` go to the sampler.
     """
-    check_w(w)
+    label = _check_1d(mixture, label)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    dtype = mixture.means.dtype
+    z = torch.randn(n, 1, generator=generator, dtype=dtype)
+    eps_fn = toy.cfg_eps_fn(mixture, torch.full((n,), label, dtype=torch.long), w)
+    return run_sampler(sampler, eps_fn, z, lams, generator=generator, **options).reshape(-1)
 
-    def score(x: torch.Tensor) -> torch.Tensor:
-        return (1 + w) * mixture.score(x, lam, labels) - w * mixture.score(x, lam, None)
+
+def score_at(eps_fn, lam: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``score(z) = -eps_fn(z, lam) / sigma_lam``, the score an eps-callable implies at one log-SNR ``lam``.
+
+    With the CFG eps at ``lam`` this is ``(1+w) grad log p(z_lam|c) - w grad log p(z_lam)``, the score of the
+    tilted marginal at ``lam``; at the largest log-SNR of a sampling grid (``lam = 20``: ``sigma^2 = 2e-9``) that
+    is the data-level tilted density's score up to a blur far below the Monte Carlo errors here.
+    """
+    if not math.isfinite(lam):
+        raise ValueError(f"lam must be finite (a network has no eps at lam = inf), got {lam}")
+
+    def score(z: torch.Tensor) -> torch.Tensor:
+        lam_b = torch.full((z.shape[0],), float(lam), dtype=z.dtype, device=z.device)
+        return score_from_eps(eps_fn(z, lam_b), lam_b)
 
     return score
 
@@ -193,7 +220,8 @@ def langevin(score_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
     Its stationary law approaches the density whose score is ``score_fn`` as ``step -> 0`` (for a Gaussian of
     variance ``s^2`` the stationary variance is ``s^2 / (1 - step / (2 s^2))``, so ``step`` must be small
     against the narrowest variance); it forgets its start after about ``s^2 / step`` steps for the widest.
-    Started from a CFG sampler's output it is the corrector of a predictor-corrector sampler.
+    Started from a CFG sampler's output with :func:`score_at` of the CFG eps at the final log-SNR it is the
+    corrector of a predictor-corrector sampler (:func:`cfg_corrected`).
     """
     if not step > 0:
         raise ValueError(f"step must be positive, got {step}")
@@ -204,6 +232,18 @@ def langevin(score_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, 
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         x = x + step * score_fn(x) + scale * noise
     return x
+
+
+def cfg_corrected(mixture: GaussianMixture, label: int, w, x: torch.Tensor, lam: float = 20.0, step: float = 0.01,
+                  n_steps: int = 1000, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Samples ``x (n,)`` moved by :func:`langevin` with the score of the same CFG eps at log-SNR ``lam``.
+
+    The corrector only needs the guided eps a sampler already has, evaluated at the final log-SNR of its grid.
+    """
+    label = _check_1d(mixture, label)
+    x = torch.as_tensor(x, dtype=mixture.means.dtype).reshape(-1, 1)
+    eps_fn = toy.cfg_eps_fn(mixture, torch.full((x.shape[0],), label, dtype=torch.long), w)
+    return langevin(score_at(eps_fn, lam), x, step, n_steps, generator).reshape(-1)
 
 
 def tilted_figure(target: GridDensity, cond: GridDensity, samples: dict[str, np.ndarray],
