@@ -117,6 +117,16 @@ def test_apg_at_eta_one_is_cfg(w_value):
         assert (torch.as_tensor(np.stack(guided(c, u, w_value, 0.0), axis=1)) - cfg(c, u, w_value)).abs().max() > 0.1
 
 
+@pytest.mark.parametrize("eta_value", [0.0, 0.3])
+def test_apg_down_weights_only_the_parallel_part(eta_value):
+    # written out: CFG minus (1 - eta) w times the projection of D = c - u on c
+    guided = _of_vectors(list(gf.derive_apg_split()["guided"]))
+    c, u = _vectors(5)
+    d_par = ((c - u) * c).sum(1, keepdim=True) / (c * c).sum(1, keepdim=True) * c
+    apg = torch.as_tensor(np.stack(guided(c, u, 2.0, eta_value), axis=1))
+    torch.testing.assert_close(apg, cfg(c, u, 2.0) - (1 - eta_value) * 2.0 * d_par)
+
+
 # ------------------------------------------------------------------ the Gaussian tilt
 
 
