@@ -85,9 +85,11 @@ class GridDensity:
     def wasserstein1(self, samples) -> float:
         """1-D Wasserstein-1 distance of the samples' empirical law to this density: ``integral |F_n - F| dx``.
 
-        Integrated on the grid (trapezoid), so the grid must cover every sample; a sample outside is a ValueError.
+        Exact for the density's CDF interpolated linearly between grid points, so the grid must cover every
+        sample; a sample outside is a ValueError.
         """
-        x = np.sort(np.asarray(torch.as_tensor(samples).detach().cpu().double().reshape(-1)))
+        # float64 from the start: torch.as_tensor of a Python list would round it to float32
+        x = np.sort(torch.as_tensor(samples, dtype=torch.float64).detach().cpu().reshape(-1).numpy())
         if x.size == 0:
             raise ValueError("wasserstein1 needs at least one sample")
         if not np.isfinite(x).all():

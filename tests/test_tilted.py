@@ -102,6 +102,13 @@ def test_w1_of_midpoints_to_the_uniform(n):
     assert uniform.wasserstein1((np.arange(n) + 0.5) / n) == pytest.approx(1 / (4 * n), rel=1e-9)
 
 
+def test_w1_where_the_cdfs_cross_inside_a_grid_cell():
+    # the uniform on [0, 1] on a coarse grid against {0.2, 0.8}: F - F_n changes sign at 0.5, inside a piece;
+    # W1 = int_0^1 |F^-1(u) - F_n^-1(u)| du = 2 (int_0^0.5 |u - 0.2| du) = 0.13
+    grid = np.array([0.0, 0.4, 1.0])
+    assert GridDensity(grid, np.ones(3), grid.copy()).wasserstein1([0.2, 0.8]) == pytest.approx(0.13, rel=1e-12)
+
+
 @pytest.mark.parametrize("shift", [0.3, -1.0])
 def test_w1_of_a_shifted_normal_is_the_shift(shift):
     # W1(N(d, 1), N(0, 1)) = |d|; N(d, 1) represented by its 20,000 quantile midpoints
