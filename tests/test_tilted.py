@@ -20,6 +20,7 @@ from minicfg.tilted import (
     mixture_1d,
     mixture_tilted,
     score_at,
+    tilted_figure,
     tilted_on_grid,
 )
 
@@ -218,3 +219,24 @@ def test_bad_input_is_refused_with_the_fix():
         score_at(toy.eps_fn(MIX), float("inf"))
     with pytest.raises(ValueError, match="repeats"):
         _std_normal().w1_null(10, repeats=1)
+
+
+# ------------------------------------------------------------------ the figure
+
+
+def test_figure_legend_is_off_the_data_and_inside_the_figure():
+    target, cond = mixture_tilted(MIX, 0, 3.0), mixture_tilted(MIX, 0, 0.0)
+    x = target.sample(500, torch.Generator().manual_seed(0))
+    fig = tilted_figure(target, cond, {"exact": x, "shifted": x - 1.0}, {"exact": (0.01, 0.002)}, w=3.0,
+                        floor=(0.011, 0.002))
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend, frame = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    width, height = fig.canvas.get_width_height()
+    assert legend.x0 >= frame.x1, "the legend overlaps the axes"
+    assert legend.x1 <= width and legend.y0 >= 0 and legend.y1 <= height, "the legend leaves the figure"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:2] == ["exact: W1 = 0.010 ± 0.002", "shifted"]
+    lo, hi = ax.get_xlim()  # the shifted histogram's lower tail and p(x|c)'s upper tail are both in view
+    assert lo <= float(np.quantile(x - 1.0, 0.001)) and hi >= -1.5 + 3.0
+    assert "w = 3" in ax.get_title() and "0.011 ± 0.002" in ax.get_title()
