@@ -62,6 +62,27 @@ def test_cfgpp_step_is_a_ddim_cfg_step_at_the_derived_scale(lo, hi, l_value):
     torch.testing.assert_close(seen[1], expected, rtol=1e-10, atol=1e-10)
 
 
+def test_cfgpp_trajectory_is_ddim_with_a_per_step_w():
+    # a whole CFG++ run, written out, against the library's DDIM with w(lam) from the derived scale at each step
+    l_value, mix = 0.5, toy.three_gaussians()
+    lams = sampling_lams(20, lam_min=-10.0, lam_max=10.0, dtype=DT)
+    w_fn = sp.lambdify([gf.ell, lam, lam_next], gf.derive_cfgpp_ddim()["w"])
+    w_of = {float(lo): float(w_fn(l_value, float(lo), float(hi))) for lo, hi in zip(lams[:-1], lams[1:], strict=True)}
+    g = torch.Generator().manual_seed(1)
+    z0 = torch.randn(32, 2, dtype=DT, generator=g)
+    labels = torch.randint(0, 3, (32,), generator=g)
+    seen = {}
+    ddim(toy.cfg_eps_fn(mix, labels, lambda lam_b: w_of[float(lam_b[0])]), z0, lams,
+         callback=lambda i, lam_i, z_i, x_i: seen.setdefault(i, z_i))
+    z = z0
+    for i in range(len(lams) - 2):
+        (a, s), (a_n, s_n) = alpha_sigma(lams[i]), alpha_sigma(lams[i + 1])
+        lam_b = lams[i].expand(32)
+        e_c, e_u = mix.eps(z, lam_b, labels), mix.eps(z, lam_b, None)
+        z = a_n * (z - s * (e_u + l_value * (e_c - e_u))) / a + s_n * e_u
+        torch.testing.assert_close(seen[i + 1], z, rtol=1e-9, atol=1e-9)
+
+
 def test_cfgpp_scale_grows_as_steps_shrink():
     scale = sp.lambdify([gf.ell, gf.h], gf.derive_cfgpp_ddim()["scale"])
     hs = np.array([0.01, 0.1, 1.0, 10.0])
