@@ -20,13 +20,16 @@ display). Paper equations refer to Ho & Salimans 2022, "Classifier-Free Diffusio
   classifier guidance, and the w + 1 shift.
 - :mod:`derivations.guidance_variants`: EDM noise levels as log-SNRs (guidance intervals), rescaled CFG's eps,
   autoguidance as a sharpened density (and CFG as its special case).
+- :mod:`derivations.guidance_frontier`: CFG++ in a DDIM step as CFG at a step-dependent scale, CFG-Zero*'s
+  least-squares scale, APG's parallel/orthogonal split, the Gaussian tilted density, a mean-preserving w schedule.
 
 This package imports neither torch nor minicfg; ``tests/test_derivations.py`` ties the two together.
 """
 
-from . import elbo, forward, guidance, guidance_variants, posterior, predictions, schedules, score
+from . import elbo, forward, guidance, guidance_frontier, guidance_variants, posterior, predictions, schedules, score
 
-__all__ = ["forward", "posterior", "score", "schedules", "guidance", "guidance_variants", "predictions", "elbo",
+__all__ = ["forward", "posterior", "score", "schedules", "guidance", "guidance_variants", "guidance_frontier",
+           "predictions", "elbo",
            "DERIVATIONS", "run_all"]
 
 #: every derivation, by name; each asserts its identity when called
@@ -51,6 +54,11 @@ DERIVATIONS = {
     "ve_sigma": guidance_variants.derive_ve_sigma,
     "rescale_eps": guidance_variants.derive_rescale_eps,
     "autoguidance": guidance_variants.derive_autoguidance,
+    "cfgpp_ddim": guidance_frontier.derive_cfgpp_ddim,
+    "cfg_zero_scale": guidance_frontier.derive_cfg_zero_scale,
+    "apg_split": guidance_frontier.derive_apg_split,
+    "gaussian_tilt": guidance_frontier.derive_gaussian_tilt,
+    "w_schedule": guidance_frontier.derive_w_schedule,
     "elbo_in_lam": elbo.derive_elbo_in_lam,
     "gaussian_class_error": elbo.derive_gaussian_class_error,
 }
