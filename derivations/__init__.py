@@ -21,7 +21,8 @@ display). Paper equations refer to Ho & Salimans 2022, "Classifier-Free Diffusio
 - :mod:`derivations.guidance_variants`: EDM noise levels as log-SNRs (guidance intervals), rescaled CFG's eps,
   autoguidance as a sharpened density (and CFG as its special case).
 - :mod:`derivations.guidance_frontier`: CFG++ in a DDIM step as CFG at a step-dependent scale, CFG-Zero*'s
-  least-squares scale, APG's parallel/orthogonal split, the Gaussian tilted density, a mean-preserving w schedule.
+  least-squares scale and zeroed first steps (DDIM as Euler on the rectified flow), APG's parallel/orthogonal split,
+  the Gaussian tilted density, a mean-preserving w schedule.
 
 This package imports neither torch nor minicfg; ``tests/test_derivations.py`` ties the two together.
 """
@@ -59,6 +60,7 @@ DERIVATIONS = {
     "apg_split": guidance_frontier.derive_apg_split,
     "gaussian_tilt": guidance_frontier.derive_gaussian_tilt,
     "w_schedule": guidance_frontier.derive_w_schedule,
+    "zero_velocity": guidance_frontier.derive_zero_velocity,
     "elbo_in_lam": elbo.derive_elbo_in_lam,
     "gaussian_class_error": elbo.derive_gaussian_class_error,
 }

@@ -11,6 +11,9 @@ Gaussian tilted density that :mod:`minicfg.tilted` measures CFG's samplers again
   threshold, no momentum) is CFG.
 - The tilted density of two Gaussians, ``N(m1, s1^2)^(1+w) N(m0, s0^2)^(-w)``, is Gaussian with precision
   ``(1+w)/s1^2 - w/s0^2`` and the precision-weighted mean (completing the square).
+- CFG-Zero*'s zero-init in log-SNR time: a DDIM step is the Euler step of the rectified-flow ODE in
+  ``y = z / (alpha + sigma)``, ``t = sigma / (alpha + sigma)``, with velocity ``eps~ - x~``; a zero velocity is
+  ``x~ = eps~ = z / (alpha + sigma)``, and the step then keeps ``y``.
 - A schedule ``w(lam) = c g(lam)`` increasing in ``lam`` (towards the data end, after Wang et al. 2024), with ``c``
   chosen so that its mean over the evaluated log-SNRs is a given ``w``.
 
@@ -165,3 +168,31 @@ def derive_w_schedule(n_points: int = 4):
     assert sp.simplify(c_uniform - 2 * w_bar) == 0
     return {"c_grid": c_grid, "g_values": list(g_values), "sigmoid": sigmoid(lam), "ramp": ramp,
             "c_uniform_ramp": c_uniform}
+
+
+@lru_cache
+def derive_zero_velocity():
+    """CFG-Zero*'s zeroed steps in log-SNR time: DDIM is Euler on the rectified flow, and its zero velocity.
+
+    With ``t = sigma / (alpha + sigma)`` and ``y = z / (alpha + sigma)``, a state ``z = alpha x + sigma eps`` is
+    ``y = (1 - t) x + t eps``, the rectified-flow interpolation, whose velocity ``dy/dt`` is ``eps - x``. The DDIM
+    step ``z' = alpha' x~ + sigma' eps~`` (the predictions held over the step) is then exactly the Euler step
+    ``y' = y + (t' - t) (eps~ - x~)``. A flow model's output set to zero (Fan et al.'s zero-init) is
+    ``eps~ = x~``; with ``z = alpha x~ + sigma eps~`` both equal ``y``, so the eps to return is
+    ``z / (alpha + sigma)`` and the step keeps ``y' = y``. Returns ``t``, ``y``, ``euler`` (``y'`` of the DDIM step,
+    in the generic alpha, sigma symbols and the predictions ``x~ = x``, ``eps~ = eps_c``) and ``zero_eps``.
+    """
+    x_hat, eps_hat = sp.Symbol("x", real=True), eps_c
+    t, t_next = sigma / (alpha + sigma), sigma_next / (alpha_next + sigma_next)
+    y = z / (alpha + sigma)
+    assert sp.simplify(((1 - t) * x_hat + t * eps_hat) - (alpha * x_hat + sigma * eps_hat) / (alpha + sigma)) == 0
+    y_next = (alpha_next * x_hat + sigma_next * eps_hat) / (alpha_next + sigma_next)  # the DDIM step, rescaled
+    y_here = (alpha * x_hat + sigma * eps_hat) / (alpha + sigma)
+    euler = y_here + (t_next - t) * (eps_hat - x_hat)
+    assert sp.simplify(y_next - euler) == 0
+    zero_eps = z / (alpha + sigma)
+    (solved,) = sp.solve(sp.Eq(z, alpha * x_hat + sigma * x_hat), x_hat)  # eps~ = x~ and z = alpha x~ + sigma eps~
+    assert sp.simplify(solved - zero_eps) == 0
+    y_after = (alpha_next * zero_eps + sigma_next * zero_eps) / (alpha_next + sigma_next)
+    assert sp.simplify(y_after - y) == 0  # the zeroed step does not move y
+    return {"t": t, "y": y, "euler": euler, "zero_eps": zero_eps}

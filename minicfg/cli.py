@@ -287,18 +287,19 @@ def _add_guidance_options(p, guidance) -> None:
     p.add_argument("--guidance", choices=list(guidance.GUIDANCE), default=guidance.DEFAULT_GUIDANCE,
                    help="; ".join(f"{name}: {_first_line(m.builder)}" for name, m in guidance.GUIDANCE.items())
                    + f" (default {guidance.DEFAULT_GUIDANCE})")
-    flags = []  # every keyword option of a guidance method gets a flag of its own
+    takers = {}  # every keyword option of a guidance method gets a flag of its own, shared by the methods taking it
     for name, method in guidance.GUIDANCE.items():
-        fn, networks = method.builder, method.networks
         for key in method.options:
-            if key in flags:
-                continue
-            flags.append(key)
-            default = inspect.signature(fn).parameters[key].default
-            what = (f"weights file of the {networks[key].replace('_', ' ')} (default: the shipped one)"
-                    if key in networks else f"default {default!r}; see the docstring of {fn.__module__}.{fn.__name__}")
-            p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=None if key in networks else _literal,
-                           default=None, help=f"option of --guidance {name}: {what}")
+            takers.setdefault(key, []).append(name)
+    flags = list(takers)
+    for key, names in takers.items():
+        method = guidance.GUIDANCE[names[0]]
+        fn, networks = method.builder, method.networks
+        default = inspect.signature(fn).parameters[key].default
+        what = (f"weights file of the {networks[key].replace('_', ' ')} (default: the shipped one)"
+                if key in networks else f"default {default!r}; see the docstring of {fn.__module__}.{fn.__name__}")
+        p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=None if key in networks else _literal,
+                       default=None, help=f"option of --guidance {', '.join(names)}: {what}")
     p.set_defaults(guidance_flags=flags)
 
 

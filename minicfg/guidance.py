@@ -9,8 +9,9 @@ returns an eps or a ``Guided(eps, renoise)`` pair, and may have ``begin(lams)`` 
 
 The formulas and the builders live below this module, which imports them and records them in one place:
 Eq. 6 and classifier guidance in :mod:`minicfg.guidance_formulas` (re-exported here, so ``guidance.cfg``,
-``guidance.cfg_eps_fn`` ... are the same functions), the variants beyond Eq. 6 in :mod:`minicfg.guidance_variants`.
-Neither of those imports this module, so there is no import cycle.
+``guidance.cfg_eps_fn`` ... are the same functions), the variants beyond Eq. 6 in :mod:`minicfg.guidance_variants`,
+the methods of 2024-2025 (CFG++, APG, CFG-Zero*, a w schedule, independent-condition guidance) in
+:mod:`minicfg.guidance_frontier`. None of those imports this module, so there is no import cycle.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from .guidance_formulas import (
     implicit_classifier_grad,
     w_from_guidance_scale,
 )
+from .guidance_frontier import apg, cfg_zero_star, cfgpp, independent_condition, w_schedule
 from .guidance_variants import autoguidance, interval_guidance, rescale_guidance
 from .registry import Registry
 
@@ -137,3 +139,8 @@ add_guidance(GuidanceMethod("classifier", classifier_guidance, networks={"classi
 add_guidance(GuidanceMethod("interval", interval_guidance))
 add_guidance(GuidanceMethod("rescale", rescale_guidance))
 add_guidance(GuidanceMethod("autoguidance", autoguidance, networks={"weak": "weak_model"}))
+add_guidance(GuidanceMethod("cfgpp", cfgpp))
+add_guidance(GuidanceMethod("apg", apg))
+add_guidance(GuidanceMethod("cfg_zero_star", cfg_zero_star))
+add_guidance(GuidanceMethod("w_schedule", w_schedule))
+add_guidance(GuidanceMethod("icg", independent_condition))
