@@ -220,7 +220,8 @@ def cfg_zero_star(model, labels: torch.Tensor, w, *, zero_init_steps: int = 1, s
       Euler step of the rectified-flow ODE in ``y = z / (alpha + sigma)`` with velocity ``eps~ - x~``
       (``derivations.guidance_frontier.derive_zero_velocity``); a zero velocity is ``x~ = eps~ = z / (alpha +
       sigma)``, so in those steps DDIM keeps ``y`` where it is (and the ancestral sampler draws around it). Those
-      evaluations call no network. ``zero_init_steps=0`` zeroes none.
+      evaluations call no network. ``zero_init_steps=0`` zeroes none. A sampler's ``clip_x`` clips this ``x~`` like
+      any other (``generate`` clips to [-1, 1] by default), and the move it makes is then no longer zero.
 
     ``scaled=False`` and ``zero_init_steps=0`` is CFG; ``w = 0`` is the conditional model outside the zeroed steps
     (one pass). Two passes per evaluation otherwise.

@@ -13,6 +13,7 @@ import torch
 
 from derivations import guidance_frontier as gf
 from derivations.symbols import alpha, lam, lam_next, sigma, z
+from derivations.symbols import w as w_symbol
 from minicfg import cli, guidance, samplers, toy
 from minicfg.guided import Guided
 from minicfg.schedules import sampling_lams
@@ -219,6 +220,32 @@ def test_apg_at_w_zero_is_the_conditional_model_and_options_are_checked():
             guidance.build_guidance("apg", MIX, LABELS, 1.0, **bad)
 
 
+def test_apg_update_is_the_derived_split():
+    from minicfg.guidance_frontier import apg_update
+
+    g = torch.Generator().manual_seed(4)
+    c, u = (torch.randn(20, gf.N_COMPONENTS, dtype=DT, generator=g) for _ in range(2))
+    fn = sp.lambdify([*gf.v_c, *gf.v_u, w_symbol, gf.eta], list(gf.derive_apg_split()["guided"]))
+    for eta in (0.0, 0.4, 1.0):
+        derived = torch.as_tensor(np.stack(fn(*c.T.numpy(), *u.T.numpy(), 2.0, eta), axis=1))
+        torch.testing.assert_close(c + 2.0 * apg_update(c - u, c, eta, None), derived, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["cfgpp", "apg", "cfg_zero_star", "icg"])
+def test_a_per_sample_w_guides_each_row_as_its_own_w(method):
+    z0, lam0 = _z(), _lam(0.4)
+    ws = torch.tensor([-0.5, 0.0, 0.5, 1.0, 2.0, 3.0], dtype=DT)
+    options = {"zero_init_steps": 0} if method == "cfg_zero_star" else {}
+
+    def eps_of(out):
+        return out.eps if isinstance(out, Guided) else out
+
+    got = eps_of(guidance.build_guidance(method, MIX, LABELS, ws, **options)(z0, lam0))
+    for i, w_i in enumerate(ws.tolist()):
+        row = eps_of(guidance.build_guidance(method, MIX, LABELS, w_i, **options)(z0, lam0))[i]
+        torch.testing.assert_close(got[i], row, rtol=1e-12, atol=1e-12)
+
+
 # ================================================================================================ CFG-Zero*
 def _lstsq_scale(c, u):
     """min_s ||c - s u||^2 per sample, by torch's least squares."""
@@ -233,6 +260,15 @@ def test_optimized_scale_is_the_least_squares_fit(shape):
     g = torch.Generator().manual_seed(0)
     c, u = torch.randn(shape, dtype=DT, generator=g), torch.randn(shape, dtype=DT, generator=g)
     torch.testing.assert_close(optimized_scale(c, u), _lstsq_scale(c, u), rtol=1e-10, atol=1e-12)
+
+
+def test_optimized_scale_is_the_derived_s_star():
+    from minicfg.guidance_frontier import optimized_scale
+
+    g = torch.Generator().manual_seed(1)
+    c, u = (torch.randn(7, gf.N_COMPONENTS, dtype=DT, generator=g) for _ in range(2))
+    derived = sp.lambdify([*gf.v_c, *gf.v_u], gf.derive_cfg_zero_scale()["s_star"])(*c.T.numpy(), *u.T.numpy())
+    torch.testing.assert_close(optimized_scale(c, u), torch.as_tensor(derived), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("lam_value", [-4.0, 0.0, 3.0])
@@ -345,6 +381,9 @@ def test_the_w_schedule_keeps_its_mean_over_the_steps_and_grows_in_lam(shape):
     else:
         g = 1 / (1 + np.exp(-evaluated))
     np.testing.assert_allclose(ws[:, 0].numpy(), w_mean * len(g) * g / g.sum(), rtol=1e-8, atol=1e-8)
+    d = gf.derive_w_schedule(len(g))  # the derivation's c = n w / sum_i g_i
+    c = float(d["c_grid"].subs({gf.w_bar: w_mean, **dict(zip(d["g_values"], g.tolist(), strict=True))}))
+    np.testing.assert_allclose(ws[:, 0].numpy(), c * g, rtol=1e-8, atol=1e-8)
 
 
 def test_a_per_sample_w_schedule_keeps_each_samples_mean():
