@@ -293,13 +293,20 @@ def _add_guidance_options(p, guidance) -> None:
             takers.setdefault(key, []).append(name)
     flags = list(takers)
     for key, names in takers.items():
-        method = guidance.GUIDANCE[names[0]]
-        fn, networks = method.builder, method.networks
-        default = inspect.signature(fn).parameters[key].default
-        what = (f"weights file of the {networks[key].replace('_', ' ')} (default: the shipped one)"
-                if key in networks else f"default {default!r}; see the docstring of {fn.__module__}.{fn.__name__}")
+        builders = [guidance.GUIDANCE[name].builder for name in names]
+        networks = guidance.GUIDANCE[names[0]].networks
+        defaults = [inspect.signature(fn).parameters[key].default for fn in builders]
+        if key in networks:
+            role = networks[key].replace("_", " ")
+            what = f"option of --guidance {names[0]}: weights file of the {role} (default: the shipped one)"
+        elif len(names) == 1:
+            where = f"{builders[0].__module__}.{builders[0].__name__}"
+            what = f"option of --guidance {names[0]}: default {defaults[0]!r}; see the docstring of {where}"
+        else:  # a flag that several methods share: each one's default
+            each = ", ".join(f"{name} (default {default!r})" for name, default in zip(names, defaults, strict=True))
+            what = f"option of --guidance {each}; see their docstrings"
         p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=None if key in networks else _literal,
-                       default=None, help=f"option of --guidance {', '.join(names)}: {what}")
+                       default=None, help=what)
     p.set_defaults(guidance_flags=flags)
 
 

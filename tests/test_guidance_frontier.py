@@ -501,3 +501,24 @@ def test_cli_sweeps_a_method_and_records_its_options(tmp_path):
     (row,) = read_csv(tmp_path / "s" / "sweep.csv")
     assert row["guidance"] == "apg"
     assert row["options"] == "eta=0.5 momentum=-0.5 space=x"  # the defaults that ran, None (no threshold) left out
+
+
+@pytest.fixture
+def registered():
+    before = dict(guidance.GUIDANCE)
+    yield
+    guidance.GUIDANCE.clear()
+    guidance.GUIDANCE.update(before)
+
+
+def test_a_flag_that_several_methods_take_names_each_and_its_default(registered, capsys):
+    def probe(model, labels, w, *, space: str = "eps", eta: float = 0.25):
+        """A toy method sharing apg's flags with other defaults."""
+        return lambda z_, lam_: z_
+
+    guidance.add_guidance(guidance.GuidanceMethod("probe", probe))
+    with pytest.raises(SystemExit):
+        cli.main(["sample", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--space SPACE option of --guidance rescale (default 'x'), apg (default 'x'), probe (default 'eps')" in text
+    assert "--eta ETA option of --guidance apg (default 0.0), probe (default 0.25)" in text
