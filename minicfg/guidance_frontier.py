@@ -6,8 +6,9 @@ Two of them use the sampler contract of :mod:`minicfg.guided` beyond one eps: CF
 renoise)`` pair, and APG, CFG-Zero* and the w schedule are callables with ``begin(lams)`` (a momentum reset, the
 first steps, the grid a schedule is normalised over). The algebra is in :mod:`derivations.guidance_frontier`. Built
 on :mod:`minicfg.guidance_formulas`; the registry (:mod:`minicfg.guidance`) imports this module, never the other way
-round. Network passes per evaluation (each a doubled batch, as CFG's): two for every method, except where noted
-(one pass where ``w`` makes a method the conditional or unconditional model, none in CFG-Zero*'s zeroed steps).
+round. Cost: like CFG, each method evaluates two predictions per evaluation (one network call on a doubled batch,
+two passes per sample), except where noted: one where ``w`` makes a method the conditional or unconditional model,
+none in CFG-Zero*'s zeroed steps.
 """
 
 from __future__ import annotations
