@@ -308,11 +308,13 @@ def independent_condition(model, labels: torch.Tensor, w, *, label_seed: int = 0
     label drawn independently of the sample.
 
     ``eps~ = (1 + w) eps(z, c) - w eps(z, c')``, ``c'`` drawn per sample, uniformly among the other
-    ``num_classes - 1`` labels (never the sample's own: ``c' = (c + k) mod K`` with ``k`` uniform in
-    ``1..K-1``), once per built eps-callable (``generate`` builds one per batch) from a generator seeded by
-    ``label_seed``, and kept for every step of the run. It needs no null label, so it guides a model trained
-    without label dropout (``p_uncond = 0``); with two classes ``c'`` is the other class. ``w = 0`` is the
-    conditional model (one pass); two passes per evaluation otherwise.
+    ``num_classes - 1`` labels: ``c' = (c + k) mod K`` with ``k`` uniform in ``1..K-1``. The paper draws ``c'``
+    independently of the sample, so it is sometimes the sample's own label, where the difference it guides
+    with vanishes; here it never is. Drawn once per built eps-callable from a generator seeded by ``label_seed``
+    (``generate`` builds one per batch, so its batches draw the same offsets ``k`` row by row) and kept for every
+    step of the run. It needs no null label, so it guides a model trained without label dropout
+    (``p_uncond = 0``); with two classes ``c'`` is the other class. ``w = 0`` is the conditional model (one
+    pass); two passes per evaluation otherwise.
     """
     num_classes = _num_classes(model)
     if num_classes < 2:
