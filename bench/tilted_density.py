@@ -21,19 +21,21 @@ import time
 import numpy as np
 import torch
 
+from minicfg import samplers
 from minicfg.evaluator import cpu_name
 from minicfg.schedules import sampling_lams
 from minicfg.tilted import cfg_corrected, cfg_samples, mixture_1d, mixture_tilted, tilted_figure
 
 MEANS, STDS, LABEL = (-1.5, 1.5), (1.0, 1.0), 0
 LANGEVIN_STEP, LANGEVIN_STEPS = 0.01, 1000
+ANCESTRAL = samplers.ancestral.__name__  # the label of its rows, and the registered name
 
 
 def draw(name: str, mixture, w, n: int, n_steps: int, seed: int) -> np.ndarray:
     """One set of n samples of class LABEL from the named sampler (seeded)."""
     g = torch.Generator().manual_seed(seed)
     lams = sampling_lams(n_steps, dtype=torch.float64)
-    sampler = "ancestral" if name == "ancestral" else "ddim"
+    sampler = ANCESTRAL if name == ANCESTRAL else samplers.ddim.__name__
     x = cfg_samples(mixture, LABEL, w, n, lams, sampler, generator=g)
     if name == "DDIM + Langevin":
         x = cfg_corrected(mixture, LABEL, w, x, float(lams[-1]), LANGEVIN_STEP, LANGEVIN_STEPS, g)
@@ -65,7 +67,7 @@ def main() -> None:
         target = mixture_tilted(mixture, LABEL, w)
         t_mean, t_std = target.mean_std()
         floor = target.w1_null(args.n, args.floor_repeats, torch.Generator().manual_seed(0))
-        runs = [(name, steps) for steps in args.steps for name in ("ancestral", "DDIM")]
+        runs = [(name, steps) for steps in args.steps for name in (ANCESTRAL, "DDIM")]
         runs.append(("DDIM + Langevin", min(args.steps)))
         figure_sets = {}
         for name, steps in runs:

@@ -33,7 +33,7 @@ import torch
 from . import toy
 from ._checks import check_w
 from .diffusion import score_from_eps
-from .samplers import run_sampler
+from .samplers import DEFAULT_SAMPLER, run_sampler
 from .toy import GaussianMixture
 
 __all__ = ["mixture_1d", "GridDensity", "tilted_on_grid", "mixture_tilted", "cfg_samples", "score_at", "langevin",
@@ -181,7 +181,7 @@ def mixture_tilted(mixture: GaussianMixture, label: int, w, extent: float = 10.0
     return tilted_on_grid(log_cond, log_uncond, w, grid)
 
 
-def cfg_samples(mixture: GaussianMixture, label: int, w, n: int, lams: torch.Tensor, sampler: str = "ancestral",
+def cfg_samples(mixture: GaussianMixture, label: int, w, n: int, lams: torch.Tensor, sampler: str = DEFAULT_SAMPLER,
                 generator: torch.Generator | None = None, **options) -> torch.Tensor:
     """``n`` draws ``(n,)`` of class ``label`` by classifier-free guidance with the mixture's exact eps.
 
