@@ -12,7 +12,8 @@ import torch
 
 from minicfg import data
 from minicfg.checkpoint import shipped_weights
-from minicfg.metrics import class_spread, classifier_fid, features_and_probs
+from minicfg.evaluator import load_evaluator
+from minicfg.metrics import class_spread, classifier_fid, features_and_probs, load_reference
 
 
 def test_two_feature_rows_are_enough_for_a_spread():
@@ -69,3 +70,28 @@ def test_classifier_fid_grows_when_the_samples_are_not_digits(digits):
     samples, reference = digits
     noise = torch.rand(samples.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
     assert classifier_fid(noise, ref=reference) > 10 * classifier_fid(samples, ref=reference)
+
+
+def test_classifier_fid_uses_the_evaluator_it_is_given(digits):
+    # an evaluator of its own (the shipped one with its weights perturbed): the distance is the one of its features,
+    # not of the shipped evaluator's
+    samples, reference = digits
+    own = load_evaluator(dataset="mnist")[0]
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in own.parameters():
+            p.add_(0.3 * p.std() * torch.randn(p.shape, generator=g))
+    a = features_and_probs(samples, own)[0].double().numpy()
+    b = features_and_probs(reference, own)[0].double().numpy()
+    expected = _frechet_by_hand(a, b)
+    assert classifier_fid(samples, ref=reference, evaluator=own) == pytest.approx(expected, rel=1e-3)
+    assert abs(expected - classifier_fid(samples, ref=reference)) > 0.05 * expected
+
+
+def test_classifier_fid_defaults_to_the_test_split_of_the_data_set_named():
+    # the default reference is the test split of `dataset` (the shipped subset without MINICFG_DATA), measured
+    # with that data set's evaluator: for CIFAR-10 images, CIFAR-10's test features (computed once per process)
+    samples = data.cifar10(train=False).tensors[0][:200]
+    reference = load_reference("test", dataset="cifar10").features.double().numpy()
+    expected = _frechet_by_hand(features_and_probs(samples, dataset="cifar10")[0].double().numpy(), reference)
+    assert classifier_fid(samples, dataset="cifar10") == pytest.approx(expected, rel=1e-3)
