@@ -3,7 +3,7 @@ is the notebook's solution cell with that mistake written in (a text substitutio
 must fail on first. (tests/test_checks.py tries one mistake per exercise and only the start of its hint.)"""
 
 import pytest
-from test_checks import CELLS, _define
+from test_checks import _wrong_answer
 
 from minicfg import checks
 
@@ -173,14 +173,6 @@ MISTAKES = [
      "averaged over the wrong axis: errors is (N, num_classes, K); mean over K (dim 2), argmin over the classes "
      "(dim 1)"),
 ]
-
-
-def _wrong_answer(name: str, substitutions: list[tuple[str, str]]):
-    source = CELLS[name][1]
-    for old, new in substitutions:
-        assert source.count(old) == 1, f"the mistake must be made in the notebook's solution: {old!r}"
-        source = source.replace(old, new)
-    return _define(source, name)
 
 
 @pytest.mark.parametrize(("name", "substitutions", "case", "hint"), MISTAKES,

@@ -48,6 +48,13 @@ def _frechet_by_hand(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(c_a + c_b - 2 * cross))
 
 
+def _fid_of_features(samples, reference, evaluator) -> float:
+    """The Frechet distance by numpy between ``evaluator``'s features of the two image sets."""
+    a = features_and_probs(samples, evaluator)[0].double().numpy()
+    b = features_and_probs(reference, evaluator)[0].double().numpy()
+    return _frechet_by_hand(a, b)
+
+
 @pytest.fixture(scope="module")
 def digits():
     images, _ = data.mnist(train=False).tensors
@@ -57,9 +64,7 @@ def digits():
 def test_classifier_fid_is_the_frechet_distance_of_the_evaluators_features(digits):
     samples, reference = digits
     model = shipped_weights("mnist", "evaluator")  # a weights path, as the CLI passes it
-    a = features_and_probs(samples, model)[0].double().numpy()
-    b = features_and_probs(reference, model)[0].double().numpy()
-    expected = _frechet_by_hand(a, b)
+    expected = _fid_of_features(samples, reference, model)
     assert classifier_fid(samples, ref=reference, evaluator=model) == pytest.approx(expected, rel=1e-3)
     # the shipped evaluator when none is given, and the distance of a set to itself is zero
     assert classifier_fid(samples, ref=reference) == pytest.approx(expected, rel=1e-3)
@@ -81,9 +86,7 @@ def test_classifier_fid_uses_the_evaluator_it_is_given(digits):
     with torch.no_grad():
         for p in own.parameters():
             p.add_(0.3 * p.std() * torch.randn(p.shape, generator=g))
-    a = features_and_probs(samples, own)[0].double().numpy()
-    b = features_and_probs(reference, own)[0].double().numpy()
-    expected = _frechet_by_hand(a, b)
+    expected = _fid_of_features(samples, reference, own)
     assert classifier_fid(samples, ref=reference, evaluator=own) == pytest.approx(expected, rel=1e-3)
     assert abs(expected - classifier_fid(samples, ref=reference)) > 0.05 * expected
 

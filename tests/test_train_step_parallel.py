@@ -8,10 +8,9 @@ checked in-process, against the rows and the arithmetic written out.
 
 import pytest
 import torch
+from test_train import TINY
 
 from minicfg.train import TrainConfig, Trainer
-
-TINY = {"channels": (8, 16), "emb_dim": 16, "groups": 4}
 
 
 def _recipe(**kw):
