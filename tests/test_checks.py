@@ -66,6 +66,16 @@ def _define(source: str, name: str):
     return namespace[name]
 
 
+def _wrong_answer(name: str, substitutions: list[tuple[str, str]]):
+    """Exercise ``name`` as the notebook's solution cell defines it, with each (old, new) text substitution made in
+    order (each old text must occur once)."""
+    source = CELLS[name][1]
+    for old, new in substitutions:
+        assert source.count(old) == 1, f"the mistake must be made in the notebook's solution: {old!r}"
+        source = source.replace(old, new)
+    return _define(source, name)
+
+
 def _stub(source: str) -> str:
     """The cell as nbgrader's ClearSolutions writes it into the student version."""
     cell = nbformat.v4.new_code_cell(source, metadata={"nbgrader": {"solution": True, "grade": False, "locked": False,
