@@ -176,7 +176,7 @@ class UNet(nn.Module):
             return None
         if w is None:
             raise ValueError("this network is a guidance-distilled student and takes the guidance strength: call it "
-                             "as model(z, lam, labels, w), or sample with guidance='distilled'")
+                             "as model(z, lam, labels, w), or sample with the guidance method of minicfg.distill")
         w = torch.as_tensor(w, dtype=torch.float32, device=like.device)
         if w.ndim == 0:
             w = w.expand(batch)

@@ -35,7 +35,7 @@ from ._checks import W_MAX
 from .checkpoint import CheckpointError, load_tensors, save_tensors, save_weights
 from .data import DEFAULT_DATASET, get_dataset, load
 from .diffusion import classifier_loss, noisy_accuracy
-from .distill import DEFAULT_W_RANGE, distill_loss, init_student, load_teacher, student_config
+from .distill import DEFAULT_W_RANGE, distill_loss, distilled, init_student, load_teacher, student_config
 from .distributed import ObjectiveModule, setup, shard
 from .evaluator import cifar_evaluator_loss, evaluator_loss, evaluator_report
 from .nets import build_model
@@ -578,7 +578,7 @@ def training_preview(trainer, ws=(0.0, 1.0), n_per_class: int = 6, n_steps: int 
     was_training = model.training
     model.eval()
     student = getattr(model.config, "guidance_range", None) is not None  # a distilled student guides itself
-    options = {"guidance": "distilled", "student": model} if student else {}
+    options = {"guidance": distilled.__name__, "student": model} if student else {}
     panels = generate_grid(model, ws, n_per_class=n_per_class, n_steps=n_steps, sampler=PREVIEW_SAMPLER, seed=0,
                            **options)
     model.train(was_training)
