@@ -1,0 +1,379 @@
+"""The guidance frontier over seeds (issue 31): a sweep's rows summed up over starting-noise seeds, the trade-off
+figure with each point's seed spread, and a verdict per method: does it move CFG's frontier or slide along it?
+
+:func:`seed_summary` groups the rows of a sweep CSV (:mod:`minicfg.sweep`, seeds 1, 2, 3 of every point) by
+everything but the seed, :func:`frontier_seeds_figure` draws accuracy and recall against classifier FID with one
+seed standard deviation as error bars in both axes, and :func:`verdicts` compares every method with the baseline
+(plain CFG) at the same classifier FID. The figure helpers are :mod:`minicfg.sweep_plots`'s.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import atomic_write_bytes
+from .sweep_plots import _NAMES, CFID, _fid_axis, _label_points, _legend, group_rows
+
+__all__ = ["SETTING", "METHOD", "METRICS", "SUMMARY_FIELDS", "seed_summary", "write_summary", "methods",
+           "method_names", "best_point", "baseline_at", "verdicts", "zoom_box", "frontier_seeds_figure"]
+
+#: the columns a summary point is grouped by: everything that was sampled, but the seed
+SETTING = ("label", "guidance", "options", "sampler", "sampler_options", "n_steps", "n", "w")
+#: a method is a point's settings but w: the curve through its w
+METHOD = SETTING[:-1]
+#: the measured columns summed up over seeds
+METRICS = ("accuracy", "fid", "precision", "recall", "inception_score")
+#: columns of :func:`seed_summary`'s rows (and of summary.csv)
+SUMMARY_FIELDS = SETTING + ("n_seeds", "seeds") + tuple(f"{m}_{s}" for m in METRICS for s in ("mean", "sd")) + (
+    "passes",)
+#: a method's point beats the baseline when the difference exceeds this many combined seed standard deviations
+FACTOR = 2.0
+_LOWER_IS_BETTER = {"fid"}
+_COMPARED = ("fid", "accuracy", "recall")
+
+
+def _number(value) -> float:
+    """A CSV cell as a float: empty or missing is nan (``passes`` reaches here as text from ``sweep.read_csv``)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{value!r} is not a number; fix or empty that cell of the sweep CSV") from err
+
+
+def seed_summary(rows: list[dict]) -> list[dict]:
+    """Sweep rows summed up over seeds: one row per setting (:data:`SETTING`: label, guidance, options, sampler,
+    sampler_options, n_steps, n, w), with ``n_seeds``, ``seeds`` (as text, "1 2 3"), and for each of
+    :data:`METRICS` its mean over the seeds (``accuracy_mean``, ...) and sample standard deviation (``_sd``,
+    ddof = 1). A setting swept at a single seed keeps its mean, its ``_sd`` is nan (no spread is known; such a
+    point gets no error bars and no verdict) and ``n_seeds`` is 1. ``passes`` (network passes per sample) is the
+    mean of the rows that recorded it, nan where none did. Points come in the order their method first appears,
+    each method's in w order. Two rows of one setting with the same seed are a ValueError (a CSV merged twice).
+    """
+    if not rows:
+        raise ValueError("no sweep rows to sum up (is the sweep CSV empty?)")
+    missing = sorted({k for r in rows for k in SETTING + ("seed",) + METRICS if k not in r})
+    if missing:
+        raise ValueError(f"sweep rows lack the columns {', '.join(missing)}: give rows of minicfg.sweep.read_csv")
+    out = []
+    for key, group in group_rows(rows, SETTING, first_seen=True).items():
+        seeds = [r["seed"] for r in group]
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        point = dict(zip(SETTING, key, strict=True))
+        if twice:
+            raise ValueError(f"seed {', '.join(map(str, twice))} appears more than once for {point}; remove the "
+                             "repeated rows")
+        point["n_seeds"], point["seeds"] = len(group), " ".join(str(s) for s in sorted(seeds))
+        for m in METRICS:
+            values = np.array([_number(r[m]) for r in group])
+            point[f"{m}_mean"] = float(np.mean(values))
+            point[f"{m}_sd"] = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+        passes = [p for p in (_number(r.get("passes")) for r in group) if math.isfinite(p)]
+        point["passes"] = float(np.mean(passes)) if passes else math.nan
+        out.append(point)
+    order = {m: i for i, m in enumerate(methods(out))}
+    return sorted(out, key=lambda p: (order[tuple(p[k] for k in METHOD)], p["w"]))
+
+
+def write_summary(summary: list[dict], path) -> Path:
+    """Write :func:`seed_summary`'s rows as CSV (columns :data:`SUMMARY_FIELDS`, nan as an empty cell)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for point in summary:
+        writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in point.items()})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue().encode())
+    return path
+
+
+def methods(summary: list[dict]) -> dict[tuple, list[dict]]:
+    """Summary points by method (:data:`METHOD`: the setting but w), in order of first appearance, each by w."""
+    return group_rows(summary, METHOD, first_seen=True)
+
+
+def method_names(keys) -> dict[tuple, str]:
+    """A short legend for each method key: the guidance and its options, and those other columns of
+    :data:`METHOD` that differ between the methods (the label telling two models apart, the steps, ...)."""
+    keys = list(keys)
+    differ = [i for i, k in enumerate(METHOD) if k not in ("guidance", "options") and len({m[i] for m in keys}) > 1]
+    names = {}
+    for key in keys:
+        name = key[1] + (f" ({key[2]})" if key[2] else "")
+        extra = [_legend(METHOD[i], key[i]) for i in differ]
+        names[key] = name + (f", {', '.join(extra)}" if extra else "")
+    return names
+
+
+def best_point(points: list[dict]) -> dict:
+    """The point of lowest mean classifier FID among a method's summary points."""
+    finite = [p for p in points if math.isfinite(p["fid_mean"])]
+    if not finite:
+        raise ValueError("no point has a finite classifier FID")
+    return min(finite, key=lambda p: p["fid_mean"])
+
+
+def _branches(points: list[dict]) -> dict[str, list[dict]]:
+    """The baseline's curve split at its best-FID point into the two sides of its U, each ordered outwards from
+    that point: "low w" (towards w = 0: more recall) and "high w" (more accuracy); both hold the best point."""
+    ordered = sorted(points, key=lambda p: p["w"])
+    i = ordered.index(best_point(ordered))
+    return {"low w": ordered[i::-1], "high w": ordered[i:]}
+
+
+def baseline_at(points: list[dict], fid: float) -> dict[str, dict]:
+    """The baseline's mean and standard deviation of every compared metric at classifier FID ``fid``, on each side
+    of its U (see :func:`verdicts`): a dict from "low w" and "high w" to ``{metric: (mean, sd), "inside": bool,
+    "w": ...}`` (``w`` the pair of w of the segment interpolated, or the w of the point used).
+
+    Along each side, walking out from the best-FID point, the first segment between two neighbouring w whose FIDs
+    bracket ``fid`` is interpolated linearly in log FID (means and standard deviations alike); ``inside`` is
+    False where no segment brackets it, and the values are those of the side's point nearest in FID (its best
+    point below the curve's lowest FID, its far end above the side's highest).
+    """
+    if not points:
+        raise ValueError("the baseline has no points")
+    if not (fid > 0 and math.isfinite(fid)):
+        raise ValueError(f"a classifier FID must be positive and finite, got {fid}")
+    out = {}
+    for side, branch in _branches(points).items():
+        found = None
+        for a, b in zip(branch, branch[1:], strict=False):
+            lo, hi = sorted((math.log(a["fid_mean"]), math.log(b["fid_mean"])))
+            if lo <= math.log(fid) <= hi:
+                t = 0.0 if hi == lo else (math.log(fid) - math.log(a["fid_mean"])) / (
+                    math.log(b["fid_mean"]) - math.log(a["fid_mean"]))
+                found = {m: tuple((1 - t) * a[f"{m}_{s}"] + t * b[f"{m}_{s}"] for s in ("mean", "sd"))
+                         for m in _COMPARED}
+                found["fid"] = (fid, found["fid"][1])  # exactly the FID asked (log interpolation is not linear)
+                found["inside"], found["w"] = True, (a["w"], b["w"])
+                break
+        if found is None:
+            end = min(branch, key=lambda p: abs(math.log(p["fid_mean"]) - math.log(fid)))
+            found = {m: (end[f"{m}_mean"], end[f"{m}_sd"]) for m in _COMPARED}
+            found["inside"], found["w"] = False, end["w"]
+        out[side] = found
+    return out
+
+
+def _compare(point: dict, ref: dict, factor: float) -> dict:
+    """One point against one reference: differences (method minus baseline; better positive) and spreads."""
+    diff, spread, better, worse = {}, {}, [], []
+    for m in _COMPARED:
+        d = point[f"{m}_mean"] - ref[m][0]
+        d = -d if m in _LOWER_IS_BETTER else d
+        s = math.hypot(point[f"{m}_sd"], ref[m][1])
+        diff[m], spread[m] = d, s
+        if d > factor * s:
+            better.append(m)
+        elif d < -factor * s:
+            worse.append(m)
+    # distance in units of the spread: the nearer side of the baseline's U is the one compared with
+    distance = math.sqrt(sum((diff[m] / spread[m]) ** 2 for m in _COMPARED if spread[m] > 0))
+    return {"diff": diff, "spread": spread, "better": better, "worse": worse, "distance": distance}
+
+
+def _call(better, worse) -> str:
+    if better and not worse:
+        return "ahead"
+    if worse and not better:
+        return "behind"
+    return "trades" if better else "within"
+
+
+def _select(method_map: dict, baseline) -> tuple:
+    wanted = {"guidance": baseline} if isinstance(baseline, str) else dict(baseline)
+    unknown = sorted(set(wanted) - set(METHOD))
+    if unknown:
+        raise ValueError(f"baseline selects by {unknown}, which are not method columns {METHOD}")
+    found = [k for k in method_map if all(str(k[METHOD.index(c)]) == str(v) for c, v in wanted.items())]
+    if not found:
+        raise ValueError(f"no rows of the baseline {wanted} in the sweep (it has the guidance methods "
+                         f"{sorted({k[1] for k in method_map})}); sweep it, or name another baseline")
+    if len(found) > 1:
+        raise ValueError(f"the baseline {wanted} matches {len(found)} methods ({', '.join(map(str, found))}); "
+                         "select one, e.g. baseline={'guidance': 'cfg', 'label': ...}")
+    return found[0]
+
+
+def verdicts(summary: list[dict], baseline="cfg", factor: float = FACTOR) -> dict[tuple, dict]:
+    """For every method but the baseline: does it move the baseline's frontier, lie behind it, or slide along it?
+
+    The rule. Classifier FID is U-shaped in w, so at one FID the baseline's curve (its mean over seeds) has two
+    points: on the low-w side of its best-FID point (more recall) and on the high-w side (more accuracy).
+    :func:`baseline_at` interpolates each side in log FID at the FID of the method's point. Of the two, the point
+    is compared with the nearer (in units of the combined seed spread), so a method is not called ahead merely
+    for beating the side it does not resemble. On each of classifier FID, accuracy and recall, the point is
+    *better* where its mean beats the baseline's by more than ``factor`` (2 by default) times the combined spread
+    ``sqrt(sd_method^2 + sd_baseline^2)`` (sample standard deviations over seeds), *worse* where it falls behind
+    by as much. FID itself only differs where the method's FID lies outside the side's range (a lower FID than
+    the baseline's best is better). The spread of FID is not carried into the interpolated accuracy and recall.
+
+    Each point is "ahead" (better on some, worse on none), "behind" (worse on some, better on none), "trades"
+    (better on one, worse on another: another trade-off at this FID) or "within" (the seed spread); a point
+    swept at one seed, or compared with a baseline point of one seed, has no spread and no call ("one seed").
+    The method's verdict: "moves the frontier" if a point is ahead and none behind; "behind CFG's frontier" if a
+    point is behind and none ahead; "ahead at some w, behind at others" if both; "along CFG's frontier (within
+    the seed spread)" if all its points are within the spread or trade; "not decided (one seed)" with no point
+    called. ``baseline`` is a guidance name or a dict of :data:`METHOD` columns selecting one method.
+
+    Returns a dict from each method key (:data:`METHOD`'s values) to ``{"name", "verdict", "points", "best",
+    "baseline_best", "factor"}``: ``points`` one dict per w (its means and sds, the side compared, the
+    baseline's values there, ``diff`` (better positive), ``spread``, ``better``, ``worse`` and ``call``);
+    ``best`` the method's best-FID summary point and ``baseline_best`` the baseline's.
+    """
+    if not summary:
+        raise ValueError("no summary points: give seed_summary(rows) of a sweep")
+    if factor <= 0:
+        raise ValueError(f"factor must be positive (how many combined seed spreads count), got {factor}")
+    by_method = methods(summary)
+    base_key = _select(by_method, baseline)
+    base = by_method[base_key]
+    base_name = "CFG" if base_key[1] == "cfg" else method_names([base_key])[base_key]
+    names = method_names(by_method)
+    out = {}
+    for key, points in by_method.items():
+        if key == base_key:
+            continue
+        called = []
+        for p in points:
+            refs = baseline_at(base, p["fid_mean"])
+            comparisons = {side: _compare(p, ref, factor) for side, ref in refs.items()}
+            known = {s: c for s, c in comparisons.items() if all(math.isfinite(v) for v in c["spread"].values())}
+            entry = {"w": p["w"], "n_seeds": p["n_seeds"],
+                     **{f"{m}_{s}": p[f"{m}_{s}"] for m in _COMPARED for s in ("mean", "sd")}}
+            if not known:  # no spread: the method's point, or the baseline's points there, have one seed
+                whose = "this point" if p["n_seeds"] < 2 else "the baseline's points at this FID"
+                entry.update(side=None, baseline=None, call=f"one seed ({whose})")
+            else:
+                side = min(known, key=lambda s: known[s]["distance"])
+                entry.update(side=side, baseline=refs[side], **known[side],
+                             call=_call(known[side]["better"], known[side]["worse"]))
+            called.append(entry)
+        calls = [e["call"] for e in called]
+        if "ahead" in calls and "behind" in calls:
+            verdict = "ahead at some w, behind at others"
+        elif "ahead" in calls:
+            verdict = "moves the frontier"
+        elif "behind" in calls:
+            verdict = f"behind {base_name}'s frontier"
+        elif all(c.startswith("one seed") for c in calls):
+            verdict = "not decided (one seed)"
+        else:
+            verdict = f"along {base_name}'s frontier (within the seed spread)"
+        out[key] = {"name": names[key], "verdict": verdict, "points": called, "best": best_point(points),
+                    "baseline_best": best_point(base), "factor": factor}
+    return out
+
+
+def zoom_box(summary: list[dict], zoom: float = 3.0) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The crowded corner of the figure: ((FID low, FID high), (accuracy low, accuracy high)).
+
+    It holds every method's best-FID point whose FID is within a factor ``zoom`` of the lowest best FID, with
+    one seed standard deviation around each (a method whose best FID is further off is left out, so one poor
+    method does not stretch the box over the whole figure), and every other point inside that FID range; 15%
+    of margin in log FID and 10% in accuracy.
+    """
+    if zoom < 1:
+        raise ValueError(f"zoom is a factor on the lowest FID, at least 1, got {zoom}")
+    bests = [best_point(points) for points in methods(summary).values()]
+    lowest = min(b["fid_mean"] for b in bests)
+    kept = [b for b in bests if b["fid_mean"] <= zoom * lowest]
+    sd = lambda p, m: p[f"{m}_sd"] if math.isfinite(p[f"{m}_sd"]) else 0.0  # noqa: E731
+    f0 = min(b["fid_mean"] - sd(b, "fid") for b in kept)
+    f1 = max(b["fid_mean"] + sd(b, "fid") for b in kept)
+    f0, f1 = max(f0, 0.5 * min(b["fid_mean"] for b in kept)) / 1.15, f1 * 1.15
+    inside = [p for p in summary if f0 <= p["fid_mean"] <= f1] + kept
+    a0 = min(p["accuracy_mean"] - sd(p, "accuracy") for p in inside)
+    a1 = max(p["accuracy_mean"] + sd(p, "accuracy") for p in inside)
+    pad = 0.1 * (a1 - a0) or 0.005
+    return (f0, f1), (a0 - pad, a1 + pad)
+
+
+_MARKERS = "osD^vP*Xh<>p"
+
+
+def _draw(ax, by_method, names, y, inside=None) -> None:
+    """Each method's curve of ``y`` against classifier FID, error bars one seed sd in both axes, and w written
+    (once every curve is drawn and the frame is final): at each method's first, last and best-FID point, or
+    (with ``inside``, a frame's test) at every point in it; a text that would sit on another is left out."""
+    colors = {}
+    for i, (key, points) in enumerate(by_method.items()):
+        xs, ys = [p["fid_mean"] for p in points], [p[f"{y}_mean"] for p in points]
+        bars = [np.nan_to_num([p[f"{m}_sd"] for p in points]) for m in ("fid", y)]
+        colors[key] = ax.errorbar(xs, ys, xerr=bars[0], yerr=bars[1], marker=_MARKERS[i % len(_MARKERS)], ms=4,
+                                  lw=1.2, elinewidth=0.7, capsize=2, color=f"C{i % 10}", label=names[key]
+                                  ).lines[0].get_color()
+    placed = []  # shared by the methods, so that no two texts overlap
+    for key, points in by_method.items():
+        ends = (points[0], points[-1], best_point(points))
+        label = [p for p in points if inside(p)] if inside else [p for p in points if p in ends]
+        _label_points(ax, [p["fid_mean"] for p in label], [p[f"{y}_mean"] for p in label],
+                      [f"w={p['w']:g}" for p in label], colors[key], placed=placed)
+
+
+def frontier_seeds_figure(summary: list[dict], path=None, zoom: float | None = 3.0, y: str = "accuracy",
+                          names: dict | None = None, title: str = "MNIST (classifier features)"):
+    """The frontier at a glance: ``y`` (accuracy, or precision) against classifier FID (log axis), recall against
+    classifier FID, and, with ``zoom``, the crowded low-FID corner of the first panel (:func:`zoom_box`, marked
+    by a grey frame in the first). One colour and marker per method, its curve through its w; error bars are one
+    seed standard deviation in both axes (none where a point has a single seed); w is written at each method's
+    first, last and best-FID point (every point in the zoomed panel), skipping texts that would overlap.
+    ``names`` maps method keys to legends (default :func:`method_names`). Saves to ``path`` if given; returns
+    the figure.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    if not summary:
+        raise ValueError("no summary points to draw: give seed_summary(rows) of a sweep")
+    if y not in ("accuracy", "precision"):
+        raise ValueError(f"y is 'accuracy' or 'precision' (fidelity), got {y!r}")
+    by_method = methods(summary)
+    names = {**method_names(by_method), **(names or {})}
+    n_panels = 2 if zoom is None else 3
+    legend_rows = -(-len(by_method) // 3)
+    height = 4.3 + 0.2 * legend_rows + 0.3
+    fig = Figure(figsize=(5.0 * n_panels, height), dpi=110)
+    axes = fig.subplots(1, n_panels)
+    for ax, metric in zip(axes[:2], (y, "recall"), strict=True):
+        ax.set_xscale("log")
+        _draw(ax, by_method, names, metric)
+        _fid_axis(ax, log=True, axis="x")
+        ax.set_ylabel(_NAMES[metric], fontsize=9)
+    axes[0].set_title(f"{title}: fidelity", fontsize=10)
+    axes[1].set_title(f"{title}: diversity", fontsize=10)
+    if zoom is not None:
+        (f0, f1), (a0, a1) = zoom_box(summary, zoom)
+        ax = axes[2]
+        ax.set_xscale("log")
+        ax.set_xlim(f0, f1)
+        ax.set_ylim(a0, a1)
+        ax.set_autoscale_on(False)
+        _draw(ax, by_method, names, y,  # every curve, cut by the frame; w written inside it
+              inside=lambda p: f0 <= p["fid_mean"] <= f1 and a0 <= p[f"{y}_mean"] <= a1)
+        _fid_axis(ax, log=True, axis="x")
+        ax.set_xlim(f0, f1)
+        ax.set_ylim(a0, a1)
+        ax.set_ylabel(_NAMES[y], fontsize=9)
+        ax.set_title("zoomed: the best-FID corner (grey frame, left), every w", fontsize=10)
+        axes[0].add_patch(Rectangle((f0, a0), f1 - f0, a1 - a0, fill=False, ec="0.4", lw=0.9, ls="--", zorder=0))
+    for ax in axes:
+        ax.set_xlabel(CFID + ", log axis", fontsize=9)
+        ax.tick_params(labelsize=8, which="both")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=8, frameon=False,
+               title="error bars: one standard deviation over seeds, in both axes", title_fontsize=8)
+    fig.tight_layout(rect=(0, (0.3 + 0.2 * legend_rows) / height, 1, 1))
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    return fig
