@@ -359,9 +359,7 @@ def frontier_seeds_figure(summary: list[dict], path=None, zoom: float | None = 3
         ax.set_autoscale_on(False)
         _draw(ax, by_method, names, y,  # every curve, cut by the frame; w written inside it
               inside=lambda p: f0 <= p["fid_mean"] <= f1 and a0 <= p[f"{y}_mean"] <= a1)
-        _fid_axis(ax, log=True, axis="x")
-        ax.set_xlim(f0, f1)
-        ax.set_ylim(a0, a1)
+        _fid_axis(ax, log=True, axis="x")  # its limits stay: autoscaling is off
         ax.set_ylabel(_NAMES[y], fontsize=9)
         ax.set_title("zoomed: the best-FID corner (grey frame, left), every w", fontsize=10)
         axes[0].add_patch(Rectangle((f0, a0), f1 - f0, a1 - a0, fill=False, ec="0.4", lw=0.9, ls="--", zorder=0))

@@ -195,13 +195,14 @@ def test_zoom_box_holds_every_best_point_near_the_lowest_and_leaves_a_far_one_ou
 
 
 def test_figure_is_written_with_error_bars_the_zoom_and_texts_inside_their_frames(tmp_path):
-    summary = seed_summary(ROWS + _rows("far", FAR))
+    pair = {0.75: (45.0, 0.93, 0.25), 2.5: (62.0, 0.93, 0.15)}  # texts that would meet: one turned inwards
+    summary = seed_summary(ROWS + _rows("far", FAR) + _rows("pair", pair))
     path = tmp_path / "frontier.png"
     fig = frontier_seeds_figure(summary, path)
     assert path.stat().st_size > 10_000
     fidelity, diversity, zoomed = fig.axes
     assert [ax.get_xscale() for ax in fig.axes] == ["log"] * 3
-    assert len(fidelity.containers) == 5  # one errorbar curve per method
+    assert len(fidelity.containers) == 6  # one errorbar curve per method
     assert "w=4.75" in [t.get_text() for t in fidelity.texts]  # written at the right edge, inwards
     bars = fidelity.containers[0].lines[2]  # CFG: (x bars, y bars)
     half_x = [abs(seg[1][0] - seg[0][0]) / 2 for seg in bars[0].get_segments()]
