@@ -57,7 +57,14 @@ def verdict_lines(found: dict) -> list[str]:
                 continue
             parts = ", ".join(f"{m} {p['diff'][m]:+.3f} (spread {p['spread'][m]:.3f})" for m in p["diff"])
             where = "interpolated" if p["baseline"]["inside"] else "nearest point, outside its FID range"
-            lines.append(f"  w={p['w']:g}: {p['call']} vs the baseline's {p['side']} side ({where}): {parts}")
+            line = f"  w={p['w']:g}: {p['call']}; at the same FID, {p['side']} side ({where}): {parts}"
+            if p["dominated_by"]:
+                d = p["dominated_by"]
+                at = "w between " + " and ".join(f"{w:g}" for w in d["w"]) if isinstance(d["w"], tuple) else \
+                    f"w={d['w']:.2g}"
+                line += (f"; the baseline at {at} dominates it (FID {d['fid']:.2f}, accuracy "
+                         f"{d['accuracy']:.3f}, recall {d['recall']:.3f})")
+            lines.append(line)
     return lines
 
 

@@ -20,7 +20,7 @@ from .checkpoint import atomic_write_bytes
 from .sweep_plots import _NAMES, CFID, _fid_axis, _label_points, _legend, group_rows
 
 __all__ = ["SETTING", "METHOD", "METRICS", "SUMMARY_FIELDS", "seed_summary", "write_summary", "methods",
-           "method_names", "best_point", "baseline_at", "verdicts", "zoom_box", "frontier_seeds_figure"]
+           "method_names", "best_point", "baseline_at", "curve", "verdicts", "zoom_box", "frontier_seeds_figure"]
 
 #: the columns a summary point is grouped by: everything that was sampled, but the seed
 SETTING = ("label", "guidance", "options", "sampler", "sampler_options", "n_steps", "n", "w")
@@ -33,6 +33,8 @@ SUMMARY_FIELDS = SETTING + ("n_seeds", "seeds") + tuple(f"{m}_{s}" for m in METR
     "passes",)
 #: a method's point beats the baseline when the difference exceeds this many combined seed standard deviations
 FACTOR = 2.0
+#: ... and it loses nothing when its mean is not more than this many combined spreads worse (0: no loss at all)
+TOLERANCE = 0.0
 _LOWER_IS_BETTER = {"fid"}
 _COMPARED = ("fid", "accuracy", "recall")
 
@@ -163,13 +165,21 @@ def baseline_at(points: list[dict], fid: float) -> dict[str, dict]:
     return out
 
 
+def _spread(metric: str, sd_a, sd_b, n):
+    """The combined seed spread ``sqrt(sd_a^2 + sd_b^2)``; for accuracy and recall (fractions) at least ``1 / n``,
+    one sample of the ``n`` drawn: where both are at 1.000 over every seed (MNIST at large w) the sds are 0, and
+    a single sample more or less would otherwise count as a difference."""
+    spread = np.hypot(sd_a, sd_b)
+    return np.maximum(spread, 1.0 / n) if metric in ("accuracy", "recall") and n else spread
+
+
 def _compare(point: dict, ref: dict, factor: float) -> dict:
     """One point against one reference: differences (method minus baseline; better positive) and spreads."""
     diff, spread, better, worse = {}, {}, [], []
     for m in _COMPARED:
         d = point[f"{m}_mean"] - ref[m][0]
         d = -d if m in _LOWER_IS_BETTER else d
-        s = math.hypot(point[f"{m}_sd"], ref[m][1])
+        s = _spread(m, point[f"{m}_sd"], ref[m][1], point["n"])
         diff[m], spread[m] = d, s
         if d > factor * s:
             better.append(m)
@@ -177,15 +187,49 @@ def _compare(point: dict, ref: dict, factor: float) -> dict:
             worse.append(m)
     # distance in units of the spread: the nearer side of the baseline's U is the one compared with
     distance = math.sqrt(sum((diff[m] / spread[m]) ** 2 for m in _COMPARED if spread[m] > 0))
-    return {"diff": diff, "spread": spread, "better": better, "worse": worse, "distance": distance}
+    dominates = bool(better) and all(diff[m] >= -TOLERANCE * spread[m] for m in _COMPARED)
+    dominated = bool(worse) and all(diff[m] <= TOLERANCE * spread[m] for m in _COMPARED)
+    return {"diff": diff, "spread": spread, "better": better, "worse": worse, "distance": distance,
+            "dominates": dominates, "dominated": dominated}
 
 
-def _call(better, worse) -> str:
-    if better and not worse:
-        return "ahead"
-    if worse and not better:
-        return "behind"
-    return "trades" if better else "within"
+def curve(points: list[dict], per_segment: int = 50) -> dict[str, np.ndarray]:
+    """The baseline's curve through its w, the mean over seeds: neighbouring w joined by ``per_segment`` steps,
+    linear in log FID, accuracy and recall (and in their standard deviations and w). A dict of arrays: ``w``,
+    ``{metric}_mean`` and ``{metric}_sd`` for classifier FID, accuracy and recall."""
+    ordered = sorted(points, key=lambda p: p["w"])
+    if len(ordered) == 1:
+        return {k: np.array([ordered[0][k]]) for k in ["w"] + [f"{m}_{x}" for m in _COMPARED for x in ("mean", "sd")]}
+    t = np.linspace(0.0, 1.0, per_segment + 1)[:-1]
+    out = {}
+    for k in ["w"] + [f"{m}_{x}" for m in _COMPARED for x in ("mean", "sd")]:
+        values = np.array([p[k] for p in ordered], dtype=float)
+        values = np.log(values) if k == "fid_mean" else values
+        joined = np.concatenate([(1 - t) * a + t * b for a, b in zip(values[:-1], values[1:], strict=True)]
+                                + [values[-1:]])
+        out[k] = np.exp(joined) if k == "fid_mean" else joined
+    return out
+
+
+def _dominated_by(point: dict, line: dict[str, np.ndarray], factor: float) -> dict | None:
+    """The baseline's curve point that beats ``point`` beyond the spread on some metric and loses beyond it on
+    none (the one beating it by most, in spreads), or None."""
+    better = np.zeros(len(line["w"]), dtype=bool)  # the curve better than the point, beyond the spread
+    worse = np.zeros_like(better)
+    margin = np.zeros(len(line["w"]))
+    for m in _COMPARED:
+        d = line[f"{m}_mean"] - point[f"{m}_mean"]
+        d = -d if m in _LOWER_IS_BETTER else d
+        spread = _spread(m, line[f"{m}_sd"], point[f"{m}_sd"], point["n"])
+        better |= d > factor * spread
+        worse |= d < -TOLERANCE * spread
+        margin += np.where(spread > 0, d / np.where(spread > 0, spread, 1.0), 0.0)
+    known = np.all([np.isfinite(line[f"{m}_sd"]) for m in _COMPARED], axis=0)
+    hits = np.flatnonzero(better & ~worse & known)
+    if not len(hits):
+        return None
+    i = hits[np.argmax(margin[hits])]
+    return {"w": float(line["w"][i]), **{m: float(line[f"{m}_mean"][i]) for m in _COMPARED}}
 
 
 def _select(method_map: dict, baseline) -> tuple:
@@ -206,27 +250,35 @@ def _select(method_map: dict, baseline) -> tuple:
 def verdicts(summary: list[dict], baseline="cfg", factor: float = FACTOR) -> dict[tuple, dict]:
     """For every method but the baseline: does it move the baseline's frontier, lie behind it, or slide along it?
 
-    The rule. Classifier FID is U-shaped in w, so at one FID the baseline's curve (its mean over seeds) has two
-    points: on the low-w side of its best-FID point (more recall) and on the high-w side (more accuracy).
-    :func:`baseline_at` interpolates each side in log FID at the FID of the method's point. Of the two, the point
-    is compared with the nearer (in units of the combined seed spread), so a method is not called ahead merely
-    for beating the side it does not resemble. On each of classifier FID, accuracy and recall, the point is
-    *better* where its mean beats the baseline's by more than ``factor`` (2 by default) times the combined spread
-    ``sqrt(sd_method^2 + sd_baseline^2)`` (sample standard deviations over seeds), *worse* where it falls behind
-    by as much. FID itself only differs where the method's FID lies outside the side's range (a lower FID than
-    the baseline's best is better). The spread of FID is not carried into the interpolated accuracy and recall.
+    The rule, on classifier FID, accuracy and recall, each point's mean and sample standard deviation over seeds.
+    One value *beats* another where it is better by more than ``factor`` (2 by default) times the combined
+    spread ``sqrt(sd_method^2 + sd_baseline^2)`` (for accuracy and recall at least 1/n, one sample of n); a point
+    *dominates* another where it beats it on some metric and its mean is no worse on any (:data:`TOLERANCE`).
+    The baseline's curve is :func:`curve` (its mean over seeds through its w).
 
-    Each point is "ahead" (better on some, worse on none), "behind" (worse on some, better on none), "trades"
-    (better on one, worse on another: another trade-off at this FID) or "within" (the seed spread); a point
-    swept at one seed, or compared with a baseline point of one seed, has no spread and no call ("one seed").
-    The method's verdict: "moves the frontier" if a point is ahead and none behind; "behind CFG's frontier" if a
-    point is behind and none ahead; "ahead at some w, behind at others" if both; "along CFG's frontier (within
-    the seed spread)" if all its points are within the spread or trade; "not decided (one seed)" with no point
-    called. ``baseline`` is a guidance name or a dict of :data:`METHOD` columns selecting one method.
+    1. A method's point is "behind" if some point of the baseline's curve dominates it (the baseline reaches
+       a lower FID, more accuracy or more recall without giving up the others): its point at the same FID
+       (step 2), or one of the curve's points.
+    2. Otherwise the point is compared with the baseline at the same classifier FID (:func:`baseline_at`:
+       interpolated in log FID on each side of the U that FID makes in w; where the FID lies outside a side's
+       range, that side's nearest point, and FID itself is then compared too). It is "ahead" if it dominates
+       the baseline's point there on either side (so it reaches, at the same FID, more accuracy or recall
+       than the baseline, and nothing of the baseline's curve does better); else "trades" if, against the side
+       nearer to it in spreads, it beats the baseline on one metric and loses on another; else "within".
+
+    Step 1 keeps a method whose FID is merely worse from being called ahead because, at its own (worse) FID,
+    the baseline is at a larger w with less recall. A point without a spread (one seed, or a baseline point of
+    one seed at that FID) gets "one seed" and no call. The method's verdict: "moves the frontier" if a point is
+    ahead and none behind; "behind CFG's frontier" if a point is behind and none ahead; "ahead at some w, behind
+    at others" if both; "along CFG's frontier (within the seed spread)" if its points are within the spread or
+    trade; "not decided (one seed)" if no point has a call. The spread of FID is not carried into the
+    interpolated accuracy and recall. ``baseline`` is a guidance name or a dict of :data:`METHOD` columns
+    selecting one method.
 
     Returns a dict from each method key (:data:`METHOD`'s values) to ``{"name", "verdict", "points", "best",
-    "baseline_best", "factor"}``: ``points`` one dict per w (its means and sds, the side compared, the
-    baseline's values there, ``diff`` (better positive), ``spread``, ``better``, ``worse`` and ``call``);
+    "baseline_best", "factor"}``: ``points`` one dict per w (its means and sds; ``dominated_by``, the baseline's
+    curve point that dominates it, or None; ``side`` compared at the same FID, the ``baseline``'s values there,
+    ``diff`` (method minus baseline, better positive), ``spread``, ``better``, ``worse``; and ``call``);
     ``best`` the method's best-FID summary point and ``baseline_best`` the baseline's.
     """
     if not summary:
@@ -236,6 +288,7 @@ def verdicts(summary: list[dict], baseline="cfg", factor: float = FACTOR) -> dic
     by_method = methods(summary)
     base_key = _select(by_method, baseline)
     base = by_method[base_key]
+    line = curve(base)
     base_name = "CFG" if base_key[1] == "cfg" else method_names([base_key])[base_key]
     names = method_names(by_method)
     out = {}
@@ -251,11 +304,21 @@ def verdicts(summary: list[dict], baseline="cfg", factor: float = FACTOR) -> dic
                      **{f"{m}_{s}": p[f"{m}_{s}"] for m in _COMPARED for s in ("mean", "sd")}}
             if not known:  # no spread: the method's point, or the baseline's points there, have one seed
                 whose = "this point" if p["n_seeds"] < 2 else "the baseline's points at this FID"
-                entry.update(side=None, baseline=None, call=f"one seed ({whose})")
+                entry.update(dominated_by=None, side=None, baseline=None, call=f"one seed ({whose})")
+                called.append(entry)
+                continue
+            dominated = next(({"w": refs[s]["w"], **{m: refs[s][m][0] for m in _COMPARED}}
+                              for s, c in known.items() if c["dominated"]), None) or _dominated_by(p, line, factor)
+            beaten = [s for s, c in known.items() if c["dominates"]]
+            side = min(beaten or known, key=lambda s: known[s]["distance"])
+            c = known[side]
+            if dominated is not None:
+                call = "behind"
+            elif beaten:
+                call = "ahead"
             else:
-                side = min(known, key=lambda s: known[s]["distance"])
-                entry.update(side=side, baseline=refs[side], **known[side],
-                             call=_call(known[side]["better"], known[side]["worse"]))
+                call = "trades" if c["better"] and c["worse"] else "within"
+            entry.update(dominated_by=dominated, side=side, baseline=refs[side], **c, call=call)
             called.append(entry)
         calls = [e["call"] for e in called]
         if "ahead" in calls and "behind" in calls:

@@ -165,6 +165,34 @@ def test_verdicts_for_a_split_method_a_trade_a_lower_fid_and_one_seed():
     assert all(p["call"] == "one seed (this point)" for p in found["single"]["points"])
 
 
+def test_a_method_whose_fid_alone_is_worse_is_behind_though_cfg_has_less_recall_at_that_fid():
+    # CFG's own w=1 and w=2 (accuracy a hair lower) at 1.6 times their FID: at FID 8 and 16, CFG's high-w side is
+    # at a larger w with less recall, yet CFG's w=1 and w=2 themselves are better in FID and no worse in the rest
+    slower = {w: (1.6 * f, a - 0.001, r) for w, (f, a, r) in CFG.items() if w in (1.0, 2.0)}
+    found = _by_guidance(verdicts(seed_summary(_rows("cfg", CFG) + _rows("slower", slower))))["slower"]
+    assert found["verdict"] == "behind CFG's frontier"
+    for point, w in zip(found["points"], (1.0, 2.0), strict=True):
+        assert point["side"] == "high w" and point["diff"]["recall"] > 2 * point["spread"]["recall"]
+        assert point["call"] == "behind"
+        cfg = point["dominated_by"]  # a point of CFG's curve near its w=1 or w=2: better FID, no worse elsewhere
+        assert w - 0.1 <= cfg["w"] <= w
+        assert cfg["fid"] < point["fid_mean"] - 2 * math.hypot(point["fid_sd"], SD["fid_rel"] * cfg["fid"])
+        assert cfg["accuracy"] >= point["accuracy_mean"] and cfg["recall"] >= point["recall_mean"]
+
+
+def test_accuracy_at_one_over_every_seed_still_has_a_spread_of_one_sample():
+    # CFG at accuracy 1.000 over every seed (sd 0), as MNIST at large w; n = 500 samples, one sample = 0.002
+    saturated = {w: (f, 1.0, r) for w, (f, _, r) in CFG.items() if w >= 1}
+    rows = [{**r, "accuracy": 1.0} for r in _rows("cfg", saturated)]
+    # at CFG's w=1 (its lowest FID: no point of its curve is better in FID), one sample wrong, and five
+    one_off = [{**r, "accuracy": 0.998} for r in _rows("one_off", {1.0: saturated[1.0]})]
+    five_off = [{**r, "accuracy": 0.99} for r in _rows("five_off", {1.0: saturated[1.0]})]
+    found = _by_guidance(verdicts(seed_summary(rows + one_off + five_off)))
+    (point,) = found["one_off"]["points"]
+    assert point["spread"]["accuracy"] == pytest.approx(1 / 500) and point["call"] == "within"
+    assert found["five_off"]["points"][0]["call"] == "behind"  # 0.01 is beyond twice one sample
+
+
 def test_verdicts_need_baseline_rows_and_one_baseline():
     with pytest.raises(ValueError, match="no summary points"):
         verdicts([])
