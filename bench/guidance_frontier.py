@@ -3,7 +3,7 @@ sweep CSV already written (this script samples nothing).
 
 Usage:
   python bench/guidance_frontier.py [--csv docs/sweeps/frontier/sweep.csv] [--summary docs/sweeps/frontier/summary.csv]
-      [--figure docs/figures/guidance_frontier.png] [--baseline cfg] [--factor 2] [--zoom 3]
+      [--figure docs/figures/guidance_frontier.png] [--baseline cfg] [--factor 2] [--zoom 1.5]
 
 The sweep CSV holds every method (guidance, options, label) at a few w, each point at seeds 1, 2, 3
 (`minicfg sweep --seed N`); the points are summed up over the seeds (:func:`minicfg.frontier.seed_summary`),
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--figure", default="docs/figures/guidance_frontier.png", help="where the figure goes")
     parser.add_argument("--baseline", default="cfg", help="guidance method the others are compared with")
     parser.add_argument("--factor", type=float, default=2.0, help="how many combined seed sds count as a difference")
-    parser.add_argument("--zoom", type=float, default=3.0, help="the zoomed panel holds best FIDs within this factor")
+    parser.add_argument("--zoom", type=float, default=1.5, help="the zoomed panel holds best FIDs within this factor")
     args = parser.parse_args()
     rows = read_csv(args.csv)
     summary = seed_summary(rows)

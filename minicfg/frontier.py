@@ -336,13 +336,14 @@ def verdicts(summary: list[dict], baseline="cfg", factor: float = FACTOR) -> dic
     return out
 
 
-def zoom_box(summary: list[dict], zoom: float = 3.0) -> tuple[tuple[float, float], tuple[float, float]]:
+def zoom_box(summary: list[dict], zoom: float = 1.5) -> tuple[tuple[float, float], tuple[float, float]]:
     """The crowded corner of the figure: ((FID low, FID high), (accuracy low, accuracy high)).
 
     It holds every method's best-FID point whose FID is within a factor ``zoom`` of the lowest best FID, with
     one seed standard deviation around each (a method whose best FID is further off is left out, so one poor
-    method does not stretch the box over the whole figure), and every other point inside that FID range; 15%
-    of margin in log FID and 10% in accuracy.
+    method does not stretch the box over the whole figure), and above them every other point inside that FID
+    range (the points of lower accuracy there, at small w, are left out: they do not crowd); 15% of margin in
+    log FID and 10% in accuracy.
     """
     if zoom < 1:
         raise ValueError(f"zoom is a factor on the lowest FID, at least 1, got {zoom}")
@@ -354,7 +355,7 @@ def zoom_box(summary: list[dict], zoom: float = 3.0) -> tuple[tuple[float, float
     f1 = max(b["fid_mean"] + sd(b, "fid") for b in kept)
     f0, f1 = max(f0, 0.5 * min(b["fid_mean"] for b in kept)) / 1.15, f1 * 1.15
     inside = [p for p in summary if f0 <= p["fid_mean"] <= f1] + kept
-    a0 = min(p["accuracy_mean"] - sd(p, "accuracy") for p in inside)
+    a0 = min(b["accuracy_mean"] - sd(b, "accuracy") for b in kept)
     a1 = max(p["accuracy_mean"] + sd(p, "accuracy") for p in inside)
     pad = 0.1 * (a1 - a0) or 0.005
     return (f0, f1), (a0 - pad, a1 + pad)
@@ -382,7 +383,7 @@ def _draw(ax, by_method, names, y, inside=None) -> None:
                       [f"w={p['w']:g}" for p in label], colors[key], placed=placed)
 
 
-def frontier_seeds_figure(summary: list[dict], path=None, zoom: float | None = 3.0, y: str = "accuracy",
+def frontier_seeds_figure(summary: list[dict], path=None, zoom: float | None = 1.5, y: str = "accuracy",
                           names: dict | None = None, title: str = "MNIST (classifier features)"):
     """The frontier at a glance: ``y`` (accuracy, or precision) against classifier FID (log axis), recall against
     classifier FID, and, with ``zoom``, the crowded low-FID corner of the first panel (:func:`zoom_box`, marked
