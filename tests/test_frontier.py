@@ -14,6 +14,7 @@ import pytest
 from minicfg.frontier import (
     SUMMARY_FIELDS,
     baseline_at,
+    curve,
     frontier_seeds_figure,
     methods,
     seed_summary,
@@ -127,6 +128,16 @@ def test_cfg_is_interpolated_in_log_fid_on_each_side_of_its_u():
         baseline_at(cfg, 0.0)
 
 
+def test_cfg_curve_joins_neighbouring_w_linearly_in_log_fid():
+    line = curve(methods(seed_summary(_rows("cfg", CFG)))[("shipped", "cfg", "", "ancestral", "", 50, 500)],
+                 per_segment=2)
+    assert line["w"] == pytest.approx([0, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4])
+    # halfway between w=1 (FID 5) and w=2 (FID 10): the geometric mean of the FIDs, the mean of the rest
+    assert line["fid_mean"][5] == pytest.approx(math.sqrt(5 * 10))
+    assert line["accuracy_mean"][5] == pytest.approx((0.97 + 0.99) / 2)
+    assert line["recall_sd"][5] == pytest.approx(0.01) and line["fid_sd"][5] == pytest.approx(0.05 * 7.5)
+
+
 def test_verdicts_ahead_inside_and_behind_the_seed_spread():
     found = _by_guidance(verdicts(seed_summary(ROWS)))
     assert set(found) == {"ahead", "inside", "behind"}  # the baseline is not judged against itself
@@ -218,6 +229,8 @@ def test_zoom_box_holds_every_best_point_near_the_lowest_and_leaves_a_far_one_ou
         inside = f0 <= best["fid_mean"] <= f1 and a0 <= best["accuracy_mean"] <= a1
         assert inside == (key[1] != "far"), key  # FIDs 4 (CFG) to 7.5 are within 3 x 4; 40 is not
     assert f1 < 40 and f0 < 4 * (1 - 0.05)  # one seed sd (5%) below CFG's best FID, and a margin
+    # CFG's w=0 (FID 6, accuracy 0.90) lies in the FID range but below every best point: it is not in the corner
+    assert 0.90 < a0 <= 0.95 - 0.005
     with pytest.raises(ValueError, match="at least 1"):
         zoom_box(summary, zoom=0.5)
 
