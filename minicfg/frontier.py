@@ -4,7 +4,8 @@ figure with each point's seed spread, and a verdict per method: does it move CFG
 :func:`seed_summary` groups the rows of a sweep CSV (:mod:`minicfg.sweep`, seeds 1, 2, 3 of every point) by
 everything but the seed, :func:`frontier_seeds_figure` draws accuracy and recall against classifier FID with one
 seed standard deviation as error bars in both axes, and :func:`verdicts` compares every method with the baseline
-(plain CFG) at the same classifier FID. The figure helpers are :mod:`minicfg.sweep_plots`'s.
+(plain CFG): behind where some point of CFG's curve dominates it, ahead where it dominates CFG at the same
+classifier FID. The figure helpers are :mod:`minicfg.sweep_plots`'s.
 """
 
 from __future__ import annotations
@@ -212,8 +213,8 @@ def curve(points: list[dict], per_segment: int = 50) -> dict[str, np.ndarray]:
 
 
 def _dominated_by(point: dict, line: dict[str, np.ndarray], factor: float) -> dict | None:
-    """The baseline's curve point that beats ``point`` beyond the spread on some metric and loses beyond it on
-    none (the one beating it by most, in spreads), or None."""
+    """A point of the baseline's curve that dominates ``point``: better beyond ``factor`` spreads on some metric,
+    a mean no worse on any (:data:`TOLERANCE`); of several, the one ahead by most spreads summed. None if none."""
     better = np.zeros(len(line["w"]), dtype=bool)  # the curve better than the point, beyond the spread
     worse = np.zeros_like(better)
     margin = np.zeros(len(line["w"]))
