@@ -434,7 +434,9 @@ def frontier_seeds_figure(summary: list[dict], path=None, zoom: float | None = 1
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=8, frameon=False,
-               title="error bars: one standard deviation over seeds, in both axes", title_fontsize=8)
+               title="error bars: one standard deviation over seeds, in both axes" + (
+                   "; none at a point of one seed" if any(p["n_seeds"] < 2 for p in summary) else ""),
+               title_fontsize=8)
     fig.tight_layout(rect=(0, (0.3 + 0.2 * legend_rows) / height, 1, 1))
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

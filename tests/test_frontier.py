@@ -265,6 +265,9 @@ def test_figure_is_written_with_error_bars_the_zoom_and_texts_inside_their_frame
             assert frame.y0 - 1 <= extent.y0 and extent.y1 <= frame.y1 + 1, name
         for i, (name, extent) in enumerate(extents):  # and none sits on another
             assert not any(extent.overlaps(other) for _, other in extents[i + 1:]), f"{name} overlaps a text"
+    assert fig.legends[0].get_title().get_text() == "error bars: one standard deviation over seeds, in both axes"
+    single = seed_summary(_rows("cfg", CFG, seeds=(1,)))
+    assert frontier_seeds_figure(single).legends[0].get_title().get_text().endswith("none at a point of one seed")
     assert len(frontier_seeds_figure(summary, zoom=None).axes) == 2
     with pytest.raises(ValueError, match="'accuracy' or 'precision'"):
         frontier_seeds_figure(summary, y="recall")
