@@ -3,7 +3,7 @@ sweep CSV already written (this script samples nothing).
 
 Usage:
   python bench/guidance_frontier.py [--csv docs/sweeps/frontier/sweep.csv] [--summary docs/sweeps/frontier/summary.csv]
-      [--figure docs/figures/guidance_frontier.png] [--baseline cfg] [--factor 2] [--zoom 1.5]
+      [--figure docs/figures/guidance_frontier.png] [--baseline cfg] [--baseline-label LABEL] [--factor 2] [--zoom 1.5]
 
 The sweep CSV holds every method (guidance, options, label) at a few w, each point at seeds 1, 2, 3
 (`minicfg sweep --seed N`); the points are summed up over the seeds (:func:`minicfg.frontier.seed_summary`),
@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--summary", default="docs/sweeps/frontier/summary.csv", help="where the summary goes")
     parser.add_argument("--figure", default="docs/figures/guidance_frontier.png", help="where the figure goes")
     parser.add_argument("--baseline", default="cfg", help="guidance method the others are compared with")
+    parser.add_argument("--baseline-label", default=None, help="its label, where it was swept on several models")
     parser.add_argument("--factor", type=float, default=2.0, help="how many combined seed sds count as a difference")
     parser.add_argument("--zoom", type=float, default=1.5, help="the zoomed panel holds best FIDs within this factor")
     args = parser.parse_args()
@@ -82,7 +83,8 @@ def main() -> None:
     print(table(summary))
     print()
     print(f"verdicts (against {args.baseline}; a difference counts beyond {args.factor:g} combined seed sds):")
-    print("\n".join(verdict_lines(verdicts(summary, baseline=args.baseline, factor=args.factor))))
+    baseline = {"guidance": args.baseline, **({"label": args.baseline_label} if args.baseline_label else {})}
+    print("\n".join(verdict_lines(verdicts(summary, baseline=baseline, factor=args.factor))))
     write_summary(summary, args.summary)
     frontier_seeds_figure(summary, args.figure, zoom=args.zoom)
     print(f"\nwrote {args.summary} ({len(summary)} points from {len(rows)} rows) and {args.figure}")

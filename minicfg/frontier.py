@@ -241,7 +241,8 @@ def _select(method_map: dict, baseline) -> tuple:
     found = [k for k in method_map if all(str(k[METHOD.index(c)]) == str(v) for c, v in wanted.items())]
     if not found:
         raise ValueError(f"no rows of the baseline {wanted} in the sweep (it has the guidance methods "
-                         f"{sorted({k[1] for k in method_map})}); sweep it, or name another baseline")
+                         f"{sorted({k[1] for k in method_map})}, labels {sorted({k[0] for k in method_map})}); "
+                         "sweep it, or name another baseline")
     if len(found) > 1:
         raise ValueError(f"the baseline {wanted} matches {len(found)} methods ({', '.join(map(str, found))}); "
                          "select one, e.g. baseline={'guidance': 'cfg', 'label': ...}")
