@@ -48,6 +48,9 @@ def verdict_lines(found: dict) -> list[str]:
     for result in found.values():
         best, base = result["best"], result["baseline_best"]
         lines.append(f"{result['name']}: {result['verdict']}")
+        if base is None:
+            continue
+        lines.append(f"  compared with {result['baseline']}")
         lines.append(f"  best classifier FID {_pm(best, 'fid', 2)} at w={best['w']:g} (accuracy "
                      f"{_pm(best, 'accuracy', 3)}, recall {_pm(best, 'recall', 3)}); the baseline's best "
                      f"{_pm(base, 'fid', 2)} at w={base['w']:g}")

@@ -212,28 +212,47 @@ def curve(points: list[dict], per_segment: int = 50) -> dict[str, np.ndarray]:
     return out
 
 
-def _dominated_by(point: dict, line: dict[str, np.ndarray], factor: float) -> dict | None:
-    """A point of the baseline's curve that dominates ``point``: better beyond ``factor`` spreads on some metric,
-    a mean no worse on any (:data:`TOLERANCE`); of several, the one ahead by most spreads summed. None if none."""
+def _curve_dominates(line: dict[str, np.ndarray], point: dict, factor: float, n) -> tuple[np.ndarray, np.ndarray]:
+    """Which points of the curve dominate ``point`` (means and sds as ``{metric}_mean``, ``{metric}_sd``), and by
+    how many spreads summed."""
     better = np.zeros(len(line["w"]), dtype=bool)  # the curve better than the point, beyond the spread
     worse = np.zeros_like(better)
     margin = np.zeros(len(line["w"]))
     for m in _COMPARED:
         d = line[f"{m}_mean"] - point[f"{m}_mean"]
         d = -d if m in _LOWER_IS_BETTER else d
-        spread = _spread(m, line[f"{m}_sd"], point[f"{m}_sd"], point["n"])
+        spread = _spread(m, line[f"{m}_sd"], point[f"{m}_sd"], n)
         better |= d > factor * spread
         worse |= d < -TOLERANCE * spread
         margin += np.where(spread > 0, d / np.where(spread > 0, spread, 1.0), 0.0)
+    return better & ~worse, margin
+
+
+def _dominated_by(point: dict, line: dict[str, np.ndarray], factor: float, refs=()) -> dict | None:
+    """A point of the baseline's curve that dominates ``point``: better beyond ``factor`` spreads on some metric,
+    a mean no worse on any (:data:`TOLERANCE`), and not dominating the baseline's own points ``refs`` (at the same
+    FID) as well: where the baseline is dominated there too, the point lies on it. Of several, the one ahead by
+    most spreads summed; None if none."""
+    dominating, margin = _curve_dominates(line, point, factor, point["n"])
+    for ref in refs:
+        own = {f"{m}_{x}": ref[m][i] for m in _COMPARED for i, x in enumerate(("mean", "sd"))}
+        dominating &= ~_curve_dominates(line, own, factor, point["n"])[0]
     known = np.all([np.isfinite(line[f"{m}_sd"]) for m in _COMPARED], axis=0)
-    hits = np.flatnonzero(better & ~worse & known)
+    hits = np.flatnonzero(dominating & known)
     if not len(hits):
         return None
     i = hits[np.argmax(margin[hits])]
     return {"w": float(line["w"][i]), **{m: float(line[f"{m}_mean"][i]) for m in _COMPARED}}
 
 
-def _select(method_map: dict, baseline) -> tuple:
+#: columns a method and its baseline share, unless the baseline's selector fixes them: sampler and steps
+_MATCH = ("sampler", "sampler_options", "n_steps", "n")
+
+
+def _baselines(method_map: dict, baseline) -> dict[tuple, tuple | None]:
+    """Each method's baseline: of the methods ``baseline`` selects, the one swept with the same sampler, sampler
+    options, steps and n (those columns the selector does not name), of the same label where several are; None
+    where there is none."""
     wanted = {"guidance": baseline} if isinstance(baseline, str) else dict(baseline)
     unknown = sorted(set(wanted) - set(METHOD))
     if unknown:
@@ -243,10 +262,18 @@ def _select(method_map: dict, baseline) -> tuple:
         raise ValueError(f"no rows of the baseline {wanted} in the sweep (it has the guidance methods "
                          f"{sorted({k[1] for k in method_map})}, labels {sorted({k[0] for k in method_map})}); "
                          "sweep it, or name another baseline")
-    if len(found) > 1:
-        raise ValueError(f"the baseline {wanted} matches {len(found)} methods ({', '.join(map(str, found))}); "
-                         "select one, e.g. baseline={'guidance': 'cfg', 'label': ...}")
-    return found[0]
+    match = [METHOD.index(c) for c in _MATCH if c not in wanted]
+    out = {}
+    for key in method_map:
+        same = [b for b in found if all(b[i] == key[i] for i in match)]
+        if len(same) > 1:
+            same = [b for b in same if b[0] == key[0]] or same
+        if len(same) > 1:
+            raise ValueError(f"the baseline {wanted} matches {len(same)} methods for {key} "
+                             f"({', '.join(map(str, same))}); select one, e.g. baseline={{'guidance': 'cfg', "
+                             "'label': ...}")
+        out[key] = same[0] if same else None
+    return out
 
 
 def verdicts(summary: list[dict], baseline="cfg", factor: float = FACTOR) -> dict[tuple, dict]:
@@ -260,7 +287,9 @@ def verdicts(summary: list[dict], baseline="cfg", factor: float = FACTOR) -> dic
 
     1. A method's point is "behind" if some point of the baseline's curve dominates it (the baseline reaches
        a lower FID, more accuracy or more recall without giving up the others): its point at the same FID
-       (step 2), or one of the curve's points.
+       (step 2), or one of the curve's points that does not dominate the baseline's own points at that FID (or
+       nearest to it) as well (at w = 3, CFG's w = 1 dominates CFG's own w = 3 on MNIST, accuracy being 1.000
+       at both: a method at CFG's w = 3 point lies on CFG's curve, not behind it).
     2. Otherwise the point is compared with the baseline at the same classifier FID (:func:`baseline_at`:
        interpolated in log FID on each side of the U that FID makes in w; where the FID lies outside a side's
        range, that side's nearest point, and FID itself is then compared too). It is "ahead" if it dominates
@@ -274,12 +303,14 @@ def verdicts(summary: list[dict], baseline="cfg", factor: float = FACTOR) -> dic
     ahead and none behind; "behind CFG's frontier" if a point is behind and none ahead; "ahead at some w, behind
     at others" if both; "along CFG's frontier (within the seed spread)" if its points are within the spread or
     trade; "not decided (one seed)" if no point has a call. The spread of FID is not carried into the
-    interpolated accuracy and recall. ``baseline`` is a guidance name or a dict of :data:`METHOD` columns
-    selecting one method.
+    interpolated accuracy and recall. ``baseline`` is a guidance name or a dict of :data:`METHOD` columns; each
+    method is compared with the selected method swept with its sampler, sampler options, steps and n (those of
+    these the dict does not name; of its own label where there are several), and is "not decided" without one.
 
     Returns a dict from each method key (:data:`METHOD`'s values) to ``{"name", "verdict", "points", "best",
-    "baseline_best", "factor"}``: ``points`` one dict per w (its means and sds; ``dominated_by``, the baseline's
-    curve point that dominates it, or None; ``side`` compared at the same FID, the ``baseline``'s values there,
+    "baseline", "baseline_best", "factor"}`` (``baseline`` the name of the method compared with): ``points``
+    one dict per w (its means and sds; ``dominated_by``, the baseline's curve point that dominates it, or None;
+    ``side`` compared at the same FID, the baseline's values there,
     ``diff`` (method minus baseline, better positive), ``spread``, ``better``, ``worse``; and ``call``);
     ``best`` the method's best-FID summary point and ``baseline_best`` the baseline's.
     """
@@ -288,15 +319,22 @@ def verdicts(summary: list[dict], baseline="cfg", factor: float = FACTOR) -> dic
     if factor <= 0:
         raise ValueError(f"factor must be positive (how many combined seed spreads count), got {factor}")
     by_method = methods(summary)
-    base_key = _select(by_method, baseline)
-    base = by_method[base_key]
-    line = curve(base)
-    base_name = "CFG" if base_key[1] == "cfg" else method_names([base_key])[base_key]
+    base_of = _baselines(by_method, baseline)
     names = method_names(by_method)
     out = {}
     for key, points in by_method.items():
-        if key == base_key:
+        base_key = base_of[key]
+        if base_key == key:  # a baseline is not judged against itself
             continue
+        if base_key is None:
+            shared = ", ".join(f"{c} {key[METHOD.index(c)]}" for c in _MATCH)
+            out[key] = {"name": names[key], "verdict": f"not decided (no baseline swept with {shared})",
+                        "points": [], "best": best_point(points), "baseline_best": None, "baseline": None,
+                        "factor": factor}
+            continue
+        base = by_method[base_key]
+        line = curve(base)
+        base_name = "CFG" if base_key[1] == "cfg" else names[base_key]
         called = []
         for p in points:
             refs = baseline_at(base, p["fid_mean"])
@@ -309,8 +347,10 @@ def verdicts(summary: list[dict], baseline="cfg", factor: float = FACTOR) -> dic
                 entry.update(dominated_by=None, side=None, baseline=None, call=f"one seed ({whose})")
                 called.append(entry)
                 continue
+            same_fid = [s for s in known if refs[s]["inside"]]  # the baseline's own points at this FID
             dominated = next(({"w": refs[s]["w"], **{m: refs[s][m][0] for m in _COMPARED}}
-                              for s, c in known.items() if c["dominated"]), None) or _dominated_by(p, line, factor)
+                              for s in same_fid if known[s]["dominated"]), None) or _dominated_by(
+                p, line, factor, [refs[s] for s in known])  # its nearest point where none is at this FID
             beaten = [s for s, c in known.items() if c["dominates"]]
             side = min(beaten or known, key=lambda s: known[s]["distance"])
             c = known[side]
@@ -334,7 +374,7 @@ def verdicts(summary: list[dict], baseline="cfg", factor: float = FACTOR) -> dic
         else:
             verdict = f"along {base_name}'s frontier (within the seed spread)"
         out[key] = {"name": names[key], "verdict": verdict, "points": called, "best": best_point(points),
-                    "baseline_best": best_point(base), "factor": factor}
+                    "baseline_best": best_point(base), "baseline": names[base_key], "factor": factor}
     return out
 
 

@@ -202,6 +202,11 @@ def test_accuracy_at_one_over_every_seed_still_has_a_spread_of_one_sample():
     (point,) = found["one_off"]["points"]
     assert point["spread"]["accuracy"] == pytest.approx(1 / 500) and point["call"] == "within"
     assert found["five_off"]["points"][0]["call"] == "behind"  # 0.01 is beyond twice one sample
+    # a method at CFG's own w=4 point: CFG's w=1 (lower FID, more recall, accuracy 1.000 too) dominates it, but
+    # dominates CFG's w=4 just as much: the point lies on CFG's curve, not behind it
+    same = [{**r, "accuracy": 1.0} for r in _rows("same", {4.0: saturated[4.0]})]
+    (point,) = _by_guidance(verdicts(seed_summary(rows + same)))["same"]["points"]
+    assert point["call"] == "within" and point["dominated_by"] is None
 
 
 def test_verdicts_need_baseline_rows_and_one_baseline():
@@ -209,13 +214,31 @@ def test_verdicts_need_baseline_rows_and_one_baseline():
         verdicts([])
     with pytest.raises(ValueError, match=r"no rows of the baseline.*\['ahead', 'behind'\]"):
         verdicts(seed_summary(_rows("ahead", _shifted(0.06)) + _rows("behind", _shifted(-0.06))))
+    # CFG on two models: each method is compared with the CFG of its own label; one on a third label cannot be
     two = seed_summary(ROWS + _rows("cfg", CFG, label="p_uncond=0 model"))
+    found = verdicts(two)
+    assert {k[0] for k in found} == {"shipped"} and {r["baseline"] for r in found.values()} == {"cfg, shipped"}
     with pytest.raises(ValueError, match="matches 2 methods"):
-        verdicts(two)
+        verdicts(seed_summary(ROWS + _rows("cfg", CFG, label="p_uncond=0 model") + _rows("icg", CFG, label="c")))
     found = verdicts(two, baseline={"guidance": "cfg", "label": "shipped"})  # the other CFG is judged like any
     assert found[("p_uncond=0 model", "cfg", "", "ancestral", "", 50, 500)]["verdict"].startswith("along")
     with pytest.raises(ValueError, match="not method columns"):
         verdicts(two, baseline={"model": "shipped"})
+
+
+def test_each_method_is_compared_with_cfg_of_its_own_sampler_and_steps():
+    ddim = [{**r, "sampler": "ddim"} for r in _rows("cfg", CFG) + _rows("ahead", _shifted(+0.06))]
+    fewer = [{**r, "n_steps": 25} for r in _rows("behind", _shifted(-0.06))]  # no CFG at 25 steps
+    found = verdicts(seed_summary(ROWS[:15] + ddim + fewer))  # ROWS[:15]: CFG, ancestral, 50 steps
+    by_key = {(k[1], k[3], k[5]): r for k, r in found.items()}
+    assert set(by_key) == {("ahead", "ddim", 50), ("behind", "ancestral", 25)}
+    assert by_key[("ahead", "ddim", 50)]["baseline"].startswith("cfg") and "ddim" in by_key[("ahead", "ddim", 50)][
+        "baseline"]
+    assert by_key[("ahead", "ddim", 50)]["verdict"] == "moves the frontier"
+    assert by_key[("behind", "ancestral", 25)]["verdict"].startswith("not decided (no baseline swept with")
+    # naming the steps in the selector compares across them
+    across = verdicts(seed_summary(ROWS[:15] + fewer), baseline={"guidance": "cfg", "n_steps": 50})
+    assert [r["verdict"] for r in across.values()] == ["behind CFG's frontier"]
 
 
 FAR = {1.25: (40.0, 0.99, 0.3), 4.75: (60.0, 0.96, 0.2)}  # the rightmost point, its w a long text
