@@ -445,7 +445,9 @@ def frontier_seeds_figure(summary: list[dict], path=None, zoom: float | None = 1
     by_method = methods(summary)
     names = {**method_names(by_method), **(names or {})}
     n_panels = 2 if zoom is None else 3
-    legend_rows = -(-len(by_method) // 3)
+    longest = max(len(names[k]) for k in by_method)  # legend columns that fit the width (about 95 characters each
+    ncol = min(len(by_method), 3 if longest <= 45 else 2 if longest <= 75 else 1)  # of 15 inches at 8 points)
+    legend_rows = -(-len(by_method) // ncol)
     height = 4.3 + 0.2 * legend_rows + 0.3
     fig = Figure(figsize=(5.0 * n_panels, height), dpi=110)
     axes = fig.subplots(1, n_panels)
@@ -474,7 +476,7 @@ def frontier_seeds_figure(summary: list[dict], path=None, zoom: float | None = 1
         ax.tick_params(labelsize=8, which="both")
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=8, frameon=False,
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False,
                title="error bars: one standard deviation over seeds, in both axes" + (
                    "; none at a point of one seed" if any(p["n_seeds"] < 2 for p in summary) else ""),
                title_fontsize=8)
