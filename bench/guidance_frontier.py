@@ -4,6 +4,7 @@ sweep CSV already written (this script samples nothing).
 Usage:
   python bench/guidance_frontier.py [--csv docs/sweeps/frontier/sweep.csv] [--summary docs/sweeps/frontier/summary.csv]
       [--figure docs/figures/guidance_frontier.png] [--baseline cfg] [--baseline-label LABEL] [--factor 2] [--zoom 1.5]
+      [--max-fid FID]
 
 The sweep CSV holds every method (guidance, options, label) at a few w, each point at seeds 1, 2, 3
 (`minicfg sweep --seed N`); the points are summed up over the seeds (:func:`minicfg.frontier.seed_summary`),
@@ -80,6 +81,8 @@ def main() -> None:
     parser.add_argument("--baseline-label", default=None, help="its label, where it was swept on several models")
     parser.add_argument("--factor", type=float, default=2.0, help="how many combined seed sds count as a difference")
     parser.add_argument("--zoom", type=float, default=1.5, help="the zoomed panel holds best FIDs within this factor")
+    parser.add_argument("--max-fid", type=float, default=None,
+                        help="leave points of a higher mean classifier FID out of the figure (they stay in the table)")
     args = parser.parse_args()
     rows = read_csv(args.csv)
     summary = seed_summary(rows)
@@ -89,7 +92,12 @@ def main() -> None:
     baseline = {"guidance": args.baseline, **({"label": args.baseline_label} if args.baseline_label else {})}
     print("\n".join(verdict_lines(verdicts(summary, baseline=baseline, factor=args.factor))))
     write_summary(summary, args.summary)
-    frontier_seeds_figure(summary, args.figure, zoom=args.zoom)
+    drawn = [p for p in summary if args.max_fid is None or p["fid_mean"] <= args.max_fid]
+    for p in summary:
+        if p not in drawn:
+            print(f"left out of the figure (classifier FID above {args.max_fid:g}): {p['guidance']} at w={p['w']:g}, "
+                  f"FID {p['fid_mean']:.1f}")
+    frontier_seeds_figure(drawn, args.figure, zoom=args.zoom)
     print(f"\nwrote {args.summary} ({len(summary)} points from {len(rows)} rows) and {args.figure}")
 
 
