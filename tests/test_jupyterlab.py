@@ -104,7 +104,7 @@ def test_notebook_runs_in_jupyterlab(lab, page, notebook):
 
 
 def test_the_suite_runs_every_notebook():
-    assert [p.name[:2] for p in ALL] == [f"{k:02d}" for k in range(1, 10)]
+    assert [p.name[:2] for p in ALL] == [f"{k:02d}" for k in range(1, 11)]
 
 
 def _image_bytes(explorer):
