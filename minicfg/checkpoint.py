@@ -40,8 +40,11 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 #: What a saved network is for -> the architectures that may fill that role (``nets.ARCHITECTURES``).
 #: role -> the architectures that may fill it; "paper_model" is a diffusion model trained with the paper's own
 #: objective (eps-prediction, Alg. 1), kept beside the default "model" for comparison; "weak_model" is the smaller,
-#: shorter-trained diffusion model that autoguidance guides the main one with
-ROLES = {"model": ("unet",), "paper_model": ("unet",), "weak_model": ("unet",),
+#: shorter-trained diffusion model that autoguidance guides the main one with; "conditional_model" a diffusion model
+#: trained without label dropout (p_uncond = 0, no null label learnt), which independent-condition guidance guides;
+#: "distilled_model" a guidance-distilled student of the "model" (minicfg.distill)
+ROLES = {"model": ("unet",), "paper_model": ("unet",), "weak_model": ("unet",), "conditional_model": ("unet",),
+         "distilled_model": ("unet",),
          "noisy_classifier": ("noisy_classifier",), "evaluator": ("evaluator", "mnist-evaluator", "cifar_evaluator")}
 
 

@@ -100,7 +100,8 @@ def _cmd_train(args) -> None:
     recipe = recipe_from(preset, args.dataset, minutes=args.minutes, train_steps=args.train_steps,
                          p_uncond=args.p_uncond, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
                          bf16=args.bf16 or None, checkpoint_every_s=args.checkpoint_every, objective=args.objective,
-                         weighting=args.weighting, density=args.lam_density, log_every=args.log_every)
+                         weighting=args.weighting, density=args.lam_density, log_every=args.log_every,
+                         teacher=args.teacher, w_max=args.w_max)
     t = time.perf_counter()
     try:
         trainer = train(recipe, args.out, resume=args.resume, progress=not args.no_progress,
@@ -363,7 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .predictions import DENSITIES, WEIGHTINGS
 
     p.add_argument("--objective", choices=diffusion, help="what the network predicts (default from the preset): "
-                   "eps is the paper's Alg. 1, v and edm are better conditioned (see minicfg.predictions)")
+                   "eps is the paper's Alg. 1, v and edm are better conditioned (see minicfg.predictions); distill "
+                   "trains a guidance-distilled student of --teacher (use it with --preset distill; minicfg.distill)")
+    p.add_argument("--teacher", help="--objective distill: the model to distil (default: the shipped model)")
+    p.add_argument("--w-max", type=float, help="--objective distill: the student learns w in [0, W_MAX] (default 4)")
     p.add_argument("--weighting", choices=list(WEIGHTINGS), help="loss weighting over lam (default from the preset)")
     p.add_argument("--lam-density", choices=list(DENSITIES), help="density of training lams (default from the preset)")
     p.add_argument("--p-uncond", type=_probability, help="probability of dropping a label to null (default 0.1)")
@@ -384,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_train_options(p, [preset for name in objectives_ for preset in by_objective[name]], datasets,
                            preset_field)
         p.set_defaults(func=_cmd_train, p_uncond=None, no_preview=True, objective=None, weighting=None,
-                       lam_density=None)
+                       lam_density=None, teacher=None, w_max=None)
 
     p = sub.add_parser("sample", help="draw guided samples into a PNG grid or an NPZ file",
                        description="Sample with guidance of strength w (classifier-free by default: "

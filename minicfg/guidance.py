@@ -11,7 +11,8 @@ The formulas and the builders live below this module, which imports them and rec
 Eq. 6 and classifier guidance in :mod:`minicfg.guidance_formulas` (re-exported here, so ``guidance.cfg``,
 ``guidance.cfg_eps_fn`` ... are the same functions), the variants beyond Eq. 6 in :mod:`minicfg.guidance_variants`,
 the methods of 2024-2025 (CFG++, APG, CFG-Zero*, a w schedule, independent-condition guidance) in
-:mod:`minicfg.guidance_frontier`. None of those imports this module, so there is no import cycle.
+:mod:`minicfg.guidance_frontier`, guidance by a distilled student in :mod:`minicfg.distill`. None of those imports
+this module, so there is no import cycle.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ._checks import check_options, keyword_options
+from .distill import distilled
 from .guidance_formulas import (
     W_MAX,
     Builder,
@@ -144,3 +146,4 @@ add_guidance(GuidanceMethod("apg", apg))
 add_guidance(GuidanceMethod("cfg_zero_star", cfg_zero_star))
 add_guidance(GuidanceMethod("w_schedule", w_schedule))
 add_guidance(GuidanceMethod("icg", independent_condition))
+add_guidance(GuidanceMethod("distilled", distilled, networks={"student": "distilled_model"}))

@@ -60,12 +60,20 @@ class UNetConfig(_ArchConfig):
     groups: int = 8
     prediction: str = "eps"
     sigma_data: float = 0.5
+    #: a guidance-distilled student (Meng et al. 2023) has the range of w it was distilled for, (w_min, w_max), and
+    #: takes w as a fourth input; None for every other diffusion model
+    guidance_range: tuple[float, float] | None = None
     arch: str = field(default="unet", init=False)
 
     def __post_init__(self):
         super().__post_init__()
         get_prediction(self.prediction)
         _check_sigma_data(self.sigma_data)
+        if self.guidance_range is not None:
+            lo, hi = (float(v) for v in self.guidance_range)
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(f"guidance_range must be (w_min, w_max) with w_min < w_max, got {self.guidance_range}")
+            self.guidance_range = (lo, hi)
         if self.image_size % (self.patch * 2 ** (len(self.channels) - 1)):
             raise ValueError(
                 f"image_size {self.image_size} must be divisible by patch * 2^(levels-1) = "
@@ -98,7 +106,12 @@ class ResBlock(nn.Module):
 class UNet(nn.Module):
     """Conditional U-Net: ``forward(z, lam, labels) -> eps`` of the shape of ``z``, whatever the network
     predicts inside (``config.prediction``: eps, v or EDM-preconditioned, see ``minicfg.predictions``);
-    ``raw(z, lam, labels)`` is the network's own output, which the training loss compares."""
+    ``raw(z, lam, labels)`` is the network's own output, which the training loss compares.
+
+    With ``config.guidance_range`` the network is a guidance-distilled student (Meng et al. 2023, stage one) and
+    takes the guidance strength as a fourth input, ``forward(z, lam, labels, w)``: ``w`` (a number or one per
+    sample) is embedded like ``lam`` and added to the conditioning through its own MLP, whose last layer starts at
+    zero, so a student initialised from its teacher starts as the teacher's conditional prediction (w = 0)."""
 
     def __init__(self, config: UNetConfig):
         super().__init__()
@@ -107,6 +120,10 @@ class UNet(nn.Module):
         e = c.emb_dim
         self.lam_mlp = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
         self.label_emb = nn.Embedding(c.num_classes + 1, e)
+        if c.guidance_range is not None:
+            self.w_mlp = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
+            nn.init.zeros_(self.w_mlp[2].weight)
+            nn.init.zeros_(self.w_mlp[2].bias)
         self.emb_act = nn.SiLU()
         self.stem = nn.Conv2d(c.image_channels * c.patch**2, c.channels[0], 3, padding=1)
         self.down = nn.ModuleList()
@@ -139,15 +156,35 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def embed(self, lam: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.emb_act(self.lam_mlp(lam_embedding(lam, self.config.emb_dim)) + self.label_emb(labels))
+    def embed(self, lam: torch.Tensor, labels: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        e = self.config.emb_dim
+        emb = self.lam_mlp(lam_embedding(lam, e)) + self.label_emb(labels)
+        if w is not None:
+            emb = emb + self.w_mlp(lam_embedding(w.to(lam.dtype), e))
+        return self.emb_act(emb)
 
-    def forward(self, z: torch.Tensor, lam: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, lam: torch.Tensor, labels: torch.Tensor, w=None) -> torch.Tensor:
         c = self.config
-        return get_prediction(c.prediction).to_eps(self.raw(z, lam, labels).float(), z.float(),
+        return get_prediction(c.prediction).to_eps(self.raw(z, lam, labels, w).float(), z.float(),
                                                    expand_lam(lam, z).float(), c.sigma_data).to(z.dtype)
 
-    def raw(self, z: torch.Tensor, lam: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _check_w(self, w, batch: int, like: torch.Tensor) -> torch.Tensor | None:
+        if self.config.guidance_range is None:
+            if w is not None:
+                raise ValueError("this network has no guidance input (it is not a distilled student): call it as "
+                                 "model(z, lam, labels) and guide it with a guidance method")
+            return None
+        if w is None:
+            raise ValueError("this network is a guidance-distilled student and takes the guidance strength: call it "
+                             "as model(z, lam, labels, w), or sample with the guidance method of minicfg.distill")
+        w = torch.as_tensor(w, dtype=torch.float32, device=like.device)
+        if w.ndim == 0:
+            w = w.expand(batch)
+        if w.shape != (batch,) or not bool(torch.isfinite(w).all()):
+            raise ValueError(f"need w as a finite number or one per sample, shape ({batch},), got {tuple(w.shape)}")
+        return w
+
+    def raw(self, z: torch.Tensor, lam: torch.Tensor, labels: torch.Tensor, w=None) -> torch.Tensor:
         c = self.config
         expected = (c.image_channels, c.image_size, c.image_size)
         if z.ndim != 4 or tuple(z.shape[1:]) != expected:
@@ -156,7 +193,7 @@ class UNet(nn.Module):
             raise ValueError(
                 f"need lam and labels of shape ({z.shape[0]},), got {tuple(lam.shape)} and {tuple(labels.shape)}"
             )
-        emb = self.embed(lam, labels)
+        emb = self.embed(lam, labels, self._check_w(w, z.shape[0], lam))
         z = z * get_prediction(c.prediction).c_in(expand_lam(lam, z), c.sigma_data).to(z.dtype)
         h = F.pixel_unshuffle(z, c.patch) if c.patch > 1 else z
         h = self.stem(h)

@@ -16,6 +16,7 @@ import inspect
 import io
 import math
 import time
+from contextlib import contextmanager
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -30,20 +31,23 @@ from .guidance import DEFAULT_GUIDANCE, get_guidance
 from .metrics import evaluate
 from .samplers import DEFAULT_SAMPLER, get_sampler
 
-__all__ = ["FIELDS", "options_text", "sweep", "run_sweep", "read_csv", "write_csv", "paper_results", "best_row"]
+__all__ = ["FIELDS", "options_text", "count_passes", "sweep", "run_sweep", "read_csv", "write_csv", "paper_results",
+           "best_row"]
 
 #: Columns of a sweep CSV: what was sampled (first eleven), then what was measured. ``options`` holds the guidance
 #: method's options as ``key=value`` pairs (a network as its weights' fingerprint), defaults included;
-#: ``sampler_options`` the sampler options given (``minicfg sweep -o KEY=VALUE``), empty for the sampler's defaults.
+#: ``sampler_options`` the sampler options given (``minicfg sweep -o KEY=VALUE``), empty for the sampler's defaults;
+#: ``passes`` the network passes per sample, counted (the rows every network was called on, over the samples:
+#: 2 per step for CFG, 1 for the conditional model alone), empty in sweeps recorded before it was counted.
 FIELDS = ("label", "p_uncond", "train_steps", "guidance", "options", "sampler", "sampler_options", "n_steps", "seed",
-          "n", "w", "accuracy", "fid", "inception_score", "precision", "recall", "sample_s")
+          "n", "w", "accuracy", "fid", "inception_score", "precision", "recall", "sample_s", "passes")
 #: a point is redone if one of these differs
 _KEY = ("label", "guidance", "options", "sampler", "sampler_options", "n_steps", "seed", "n", "w")
 _TEXT = ("label", "guidance", "options", "sampler", "sampler_options")
 #: values of columns that older sweeps did not write (they were all plain CFG, with the sampler's defaults)
 _DEFAULTS = {"guidance": DEFAULT_GUIDANCE, "options": "", "sampler_options": ""}
 _INT = ("train_steps", "n_steps", "seed", "n")
-_FLOAT = ("p_uncond", "w", "accuracy", "fid", "inception_score", "precision", "recall", "sample_s")
+_FLOAT = ("p_uncond", "w", "accuracy", "fid", "inception_score", "precision", "recall", "sample_s", "passes")
 
 
 def _data_lines(text: str) -> list[str]:
@@ -125,6 +129,23 @@ def _option_defaults(builder) -> dict:
             if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.default is not None}
 
 
+@contextmanager
+def count_passes(networks):
+    """Count the rows every network in ``networks`` is called on (``network(z, ...)`` with z of shape (B, ...)), in
+    ``counter[0]``, while the ``with`` block runs."""
+    counter = [0]
+
+    def hook(module, args):
+        counter[0] += int(args[0].shape[0])
+
+    handles = [net.register_forward_pre_hook(hook) for net in networks]
+    try:
+        yield counter
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def _check_steps(steps) -> list[int]:
     steps = [steps] if isinstance(steps, (int, float)) else list(steps)
     if not steps or any(not isinstance(t, int) or isinstance(t, bool) or t < 1 for t in steps):
@@ -175,6 +196,7 @@ def sweep(model, ws, n_per_class: int = 100, n_steps=50, sampler: str = DEFAULT_
     if len(labels) <= 3:
         raise ValueError(f"{len(labels)} samples per point are too few for precision/recall; raise n_per_class")
     train = (meta or {}).get("train", {})
+    networks = [model] + [v for v in options.values() if isinstance(v, torch.nn.Module) and v is not model]
     kept = read_csv(csv_path) if csv_path is not None and Path(csv_path).is_file() else []
     rows = []
     for n_steps in all_steps:
@@ -189,11 +211,12 @@ def sweep(model, ws, n_per_class: int = 100, n_steps=50, sampler: str = DEFAULT_
                 log(f"{label}: {guidance} w={w:g}, {n_steps} steps: already in {csv_path}")
                 continue
             t = time.perf_counter()
-            images = generate(model, labels, w, n_steps=n_steps, sampler=sampler, seed=seed, progress=progress,
-                              guidance=guidance, **options, **sampler_options)
+            with count_passes(networks) as passes:
+                images = generate(model, labels, w, n_steps=n_steps, sampler=sampler, seed=seed, progress=progress,
+                                  guidance=guidance, **options, **sampler_options)
             scores = evaluate(images, labels, evaluator=evaluator, dataset=dataset)
             row = {**point, **{k: scores[k] for k in ("accuracy", "fid", "inception_score", "precision", "recall")},
-                   "sample_s": round(time.perf_counter() - t, 1)}
+                   "sample_s": round(time.perf_counter() - t, 1), "passes": passes[0] / len(labels)}
             rows.append(row)
             if csv_path is not None:  # re-read first: another sweep may have added rows meanwhile
                 on_disk = read_csv(csv_path) if Path(csv_path).is_file() else []

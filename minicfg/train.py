@@ -31,9 +31,11 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
+from ._checks import W_MAX
 from .checkpoint import CheckpointError, load_tensors, save_tensors, save_weights
 from .data import DEFAULT_DATASET, get_dataset, load
 from .diffusion import classifier_loss, noisy_accuracy
+from .distill import DEFAULT_W_RANGE, distill_loss, distilled, init_student, load_teacher, student_config
 from .distributed import ObjectiveModule, setup, shard
 from .evaluator import cifar_evaluator_loss, evaluator_loss, evaluator_report
 from .nets import build_model
@@ -71,6 +73,8 @@ class TrainConfig:
     weighting: str = "none"
     weighting_param: float | None = None
     model: dict = field(default_factory=lambda: {"channels": (32, 64), "blocks_per_level": 1})
+    teacher: str | None = None
+    w_max: float = DEFAULT_W_RANGE[1]
     checkpoint_every_s: float = 60.0
     sample_every_s: float = 120.0
     log_every: int = 50
@@ -98,6 +102,12 @@ class TrainConfig:
             raise ValueError(f"unknown lam density {self.density!r}; choose one of {sorted(DENSITIES)}")
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"unknown loss weighting {self.weighting!r}; choose one of {sorted(WEIGHTINGS)}")
+        if self.teacher is not None and self.objective != "distill":
+            raise ValueError(f"a teacher is only used by the distill objective, not {self.objective!r}; drop "
+                             f"--teacher or pass --objective distill")
+        if not (DEFAULT_W_RANGE[0] < self.w_max <= W_MAX):
+            raise ValueError(f"w_max (the largest w a distilled student learns) must lie in ({DEFAULT_W_RANGE[0]:g}, "
+                             f"{W_MAX:g}], got {self.w_max}")
 
 
 @dataclass(frozen=True)
@@ -108,13 +118,17 @@ class Objective:
     randomness for the whole batch, evaluate the network on those rows, average over them), and the
     hint printed when a run ends (``{ema}`` is the path of its EMA weights); ``report(model, dataset) -> dict``,
     if given, measures the finished EMA model, and its figures are stored beside the weights; ``model`` holds
-    architecture settings the objective fixes (e.g. the prediction the loss trains)."""
+    architecture settings the objective fixes (e.g. the prediction the loss trains). ``configure(recipe,
+    model_config, device) -> model_config`` and ``init(model, recipe, device)``, if given, let an objective set
+    the architecture and the starting weights from elsewhere (a distilled student from its teacher)."""
 
     arch: str
     loss: object
     next_step: str = "EMA weights for {ema}"
     report: object = None
     model: dict = field(default_factory=dict)
+    configure: object = None
+    init: object = None
 
 
 def _check_objective(name: str, objective) -> None:
@@ -150,6 +164,32 @@ register_objective("v", Objective("unet", _diffusion_objective, _SAMPLE_HINT, mo
 register_objective("edm", Objective("unet", _diffusion_objective, _SAMPLE_HINT, model={"prediction": "edm"}))
 
 
+def _w_range(recipe) -> tuple[float, float]:
+    return (DEFAULT_W_RANGE[0], float(recipe.w_max))
+
+
+def _distill_objective(model, x, labels, recipe, num_classes, generator, rows=None):
+    teacher = load_teacher(recipe.teacher, recipe.dataset, x.device)
+    return distill_loss(model, teacher, x, labels, generator=generator, lam_min=recipe.lam_min,
+                        lam_max=recipe.lam_max, density=recipe.density, rows=rows)
+
+
+def _distill_configure(recipe, model_config, device):
+    teacher = load_teacher(recipe.teacher, recipe.dataset, device)
+    return student_config(teacher.config.to_dict(), recipe.model, _w_range(recipe))
+
+
+def _distill_init(model, recipe, device):
+    init_student(model, load_teacher(recipe.teacher, recipe.dataset, device))
+
+
+# guidance distillation, stage one (Meng et al. 2023; minicfg.distill): the student starts as its teacher
+register_objective("distill", Objective(
+    "unet", _distill_objective,
+    "guide with them: `minicfg sample --guidance distilled --student {ema} --out samples.png`",
+    configure=_distill_configure, init=_distill_init))
+
+
 # pragma: no mutate start (mutation testing covers only the training step and the EMA: docs/mutation.md)
 def _noisy_classifier_report(model, dataset: str) -> dict:
     """Accuracy on 2,000 noised test images at a few log-SNRs (the figure the noisy classifier is judged by)."""
@@ -182,6 +222,9 @@ PRESETS: dict[str, dict] = {
     "weak": {"objective": "v", "train_steps": 1500, "ema_decay": 0.995, "warmup_steps": 100,
              "model": {"channels": (16, 32), "blocks_per_level": 1}},
     "smoke": {"objective": "v", "train_steps": 60, "ema_decay": 0.9, "warmup_steps": 10, "batch_size": 64},
+    # guidance distillation of the shipped model (minicfg.distill): the student starts from the teacher, so a
+    # lower peak lr and a short warm-up; measured in docs/guidance_frontier.md
+    "distill": {"objective": "distill", "train_steps": 2000, "lr": 5e-4, "warmup_steps": 100, "ema_decay": 0.995},
     # 64/128 channels, two blocks per level: 99.2% at lam = 4 against 98.5% for 32/64 with one (docs/recipe_mnist.md)
     "noisy_classifier": {"objective": "noisy_classifier", "train_steps": 3000, "lr": 1e-3, "weight_decay": 0.05,
                          "model": {"channels": (64, 128), "blocks_per_level": 2}},
@@ -265,7 +308,11 @@ class Trainer:
         objective = OBJECTIVES[recipe.objective]
         self.model_config = {"arch": objective.arch, "image_channels": channels, "image_size": size,
                              "num_classes": record.num_classes, **objective.model, **recipe.model}
+        if objective.configure is not None:
+            self.model_config = objective.configure(recipe, self.model_config, self.device)
         self.model = build_model(self.model_config).to(self.device)
+        if objective.init is not None:
+            objective.init(self.model, recipe, self.device)
         if recipe.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.parallel = None
@@ -530,6 +577,9 @@ def training_preview(trainer, ws=(0.0, 1.0), n_per_class: int = 6, n_steps: int 
     model = trainer.ema.module
     was_training = model.training
     model.eval()
-    panels = generate_grid(model, ws, n_per_class=n_per_class, n_steps=n_steps, sampler=PREVIEW_SAMPLER, seed=0)
+    student = getattr(model.config, "guidance_range", None) is not None  # a distilled student guides itself
+    options = {"guidance": distilled.__name__, "student": model} if student else {}
+    panels = generate_grid(model, ws, n_per_class=n_per_class, n_steps=n_steps, sampler=PREVIEW_SAMPLER, seed=0,
+                           **options)
     model.train(was_training)
     return save_grid(panels, n_per_class, Path(trainer.out) / "samples.png", title=f"step {trainer.step}")

@@ -53,8 +53,8 @@ def test_guidance_variants_imports_first_without_the_registry_and_the_registry_h
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:3] == [
-        "False", "['apg', 'autoguidance', 'cfg', 'cfg_zero_star', 'cfgpp', 'classifier', 'icg', 'interval', 'rescale', "
-        "'w_schedule']", "True"]
+        "False", "['apg', 'autoguidance', 'cfg', 'cfg_zero_star', 'cfgpp', 'classifier', 'distilled', 'icg', "
+        "'interval', 'rescale', 'w_schedule']", "True"]
 
 
 def test_every_method_is_one_record_under_its_own_name():

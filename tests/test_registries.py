@@ -179,7 +179,7 @@ def test_a_registered_dataset_trains_and_samples(registered, tmp_path):
 def test_no_sampler_or_guidance_name_is_spelled_outside_its_registry():
     names = set(samplers.SAMPLERS) | set(guidance.GUIDANCE)
     homes = {ROOT / "minicfg" / name for name in ("samplers.py", "guidance.py", "guidance_formulas.py",
-                                                   "guidance_variants.py", "guidance_frontier.py")}
+                                                   "guidance_variants.py", "guidance_frontier.py", "distill.py")}
     pattern = re.compile("|".join(rf"[\"']{re.escape(n)}[\"']" for n in names))
     found = []
     for path in sorted((ROOT / "minicfg").rglob("*.py")) + sorted((ROOT / "bench").glob("*.py")):

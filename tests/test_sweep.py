@@ -84,7 +84,8 @@ def test_interrupted_sweep_resumes_from_its_csv(shipped, mnist_test, tmp_path, m
 
     calls.clear()  # another seed is another point
     with path.open("a") as f:  # and a hand-made row without the settings matches no point
-        f.write("m,,,,,ancestral,,,,0.0,,3.0,4.0,,,\n")
+        hand_made = {"label": "m", "sampler": "ancestral", "w": "0.0", "fid": "3.0", "inception_score": "4.0"}
+        f.write(",".join(hand_made.get(k, "") for k in sweep_module.FIELDS) + "\n")
     sweep(model, [0], n_per_class=1, n_steps=3, seed=2, label="m", csv_path=path, log=_quiet)
     assert calls == [0.0]
 
@@ -278,3 +279,16 @@ def test_a_sweep_csv_without_the_sampler_options_column_reads_as_the_defaults(tm
     assert row["sampler_options"] == ""
     write_csv([row], path)
     assert read_csv(path)[0]["sampler_options"] == "" and "sampler_options" in path.read_text().splitlines()[0]
+
+
+def test_sweep_counts_network_passes_per_sample(shipped):
+    model, meta = shipped
+    rows = sweep(model, [0, 2], n_per_class=1, n_steps=[3], meta=meta, label="m", log=_quiet)
+    # 3 ancestral steps: the conditional prediction alone at w = 0, conditional and unconditional at w = 2
+    assert [r["passes"] for r in rows] == [3.0, 6.0]
+    heun = sweep(model, [2], n_per_class=1, n_steps=[3], sampler="heun", label="m", log=_quiet)
+    assert heun[0]["passes"] == 2.0 * (2 * 3 - 1)  # Heun: two evaluations per step but the last, two passes each
+    weak, _ = load_model(role="weak_model")
+    auto = sweep(model, [2], n_per_class=1, n_steps=[3], guidance="autoguidance", options={"weak": weak}, label="m",
+                 log=_quiet)
+    assert auto[0]["passes"] == 6.0  # the main model and the weak one, once each per step
