@@ -252,6 +252,7 @@ register_dataset(Dataset(
     class_names=tuple(str(d) for d in range(10)),
     weights={"model": "mnist.safetensors", "paper_model": "mnist_eps.safetensors",
              "weak_model": "mnist_weak.safetensors", "noisy_classifier": "mnist_noisy_classifier.safetensors",
+             "conditional_model": "mnist_conditional.safetensors", "distilled_model": "mnist_distilled.safetensors",
              "evaluator": "mnist_evaluator.safetensors"},
     preset="default", evaluator_preset="evaluator", hflip=False, subset="mnist.npz", title="MNIST",
 ))
