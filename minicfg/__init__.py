@@ -19,6 +19,7 @@ Modules, from the bottom layer up (``docs/architecture.md`` has the whole plan):
 - ``metrics``: accuracy, classifier FID, inception score, precision and recall on its features.
 - ``zero_shot``: the CFG model as a zero-shot classifier (lowest eps-prediction error; ``minicfg classify``).
 - ``sweep``, ``sweep_plots``: the paper's w trade-off experiment, resumable, and its figures.
+- ``frontier``: a sweep over seeds summed up, each method's verdict against CFG's frontier, and its figure.
 - ``checks``: the autograder checks of the notebooks' exercises; ``assignments``: the nbgrader course around them.
 - ``cli``: the ``minicfg`` command line.
 """

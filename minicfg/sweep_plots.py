@@ -76,16 +76,18 @@ def _fid_log(rows: list[dict], fid_scale: str) -> bool:
     return bool(fids) and max(fids) / min(fids) >= 10
 
 
-def _fid_axis(ax, log: bool) -> None:
-    """A log FID axis labelled in plain numbers (with its minor ticks where the axis is short), or a plain one."""
+def _fid_axis(ax, log: bool, axis: str = "y") -> None:
+    """A log FID axis (``axis`` "y" or "x") labelled in plain numbers (with its minor ticks where the axis is
+    short), or a plain one."""
     if not log:
         ax.autoscale_view()
         return
-    ax.set_yscale("log")
+    getattr(ax, f"set_{axis}scale")("log")
     ax.autoscale_view()
-    low, high = ax.get_ylim()
-    ax.yaxis.set_major_formatter(_plain)
-    ax.yaxis.set_minor_formatter(_plain if high / low < 5 else _plain_minor)  # a short axis labels every tick
+    low, high = getattr(ax, f"get_{axis}lim")()
+    which = getattr(ax, f"{axis}axis")
+    which.set_major_formatter(_plain)
+    which.set_minor_formatter(_plain if high / low < 5 else _plain_minor)  # a short axis labels every tick
 
 
 def _curves(ax, rows: list[dict], by, x: str, xlabel: str, ylabel: str, title: str, legend: bool = True,
@@ -119,19 +121,21 @@ def _plain_minor(value, _pos=None) -> str:  # label 2, 3, 5 between the decades,
     return f"{value:g}" if round(mantissa) in (2, 3, 5) and abs(mantissa - round(mantissa)) < 1e-6 else ""
 
 
-def _label_points(ax, xs, ys, texts, color) -> None:
-    """Write each point's text beside it, skipping one that would sit on a text already written."""
+def _label_points(ax, xs, ys, texts, color, placed: list | None = None) -> None:
+    """Write each point's text beside it, skipping one that would sit on a text already written (by this call, or
+    by earlier calls that shared the list ``placed`` of the texts' corners, in fractions of the frame)."""
     ax.autoscale_view()
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
-    placed = []
-    scale = np.log if ax.get_yscale() == "log" else (lambda v: v)
+    placed = [] if placed is None else placed
+    xscale, yscale = ((np.log if get() == "log" else (lambda v: v)) for get in (ax.get_xscale, ax.get_yscale))
     for x, y, text in zip(xs, ys, texts, strict=True):
-        fx = (x - x0) / (x1 - x0)
-        fy = (scale(y) - scale(y0)) / (scale(y1) - scale(y0))
-        if any(abs(fx - px) < 0.09 and abs(fy - py) < 0.05 for px, py in placed):
-            continue
-        placed.append((fx, fy))
+        fx = (xscale(x) - xscale(x0)) / (xscale(x1) - xscale(x0))
+        fy = (yscale(y) - yscale(y0)) / (yscale(y1) - yscale(y0))
         right, top = fx > 0.9, fy > 0.93  # next to the frame's right or top edge: the text goes inwards
+        corner = (fx - 0.09 if right else fx, fy - 0.05 if top else fy)  # the text's lower left, about
+        if any(abs(corner[0] - px) < 0.09 and abs(corner[1] - py) < 0.05 for px, py in placed):
+            continue
+        placed.append(corner)
         ax.annotate(text, (x, y), fontsize=6, color=color, xytext=(-3 if right else 3, -2 if top else 2),
                     textcoords="offset points", ha="right" if right else "left", va="top" if top else "bottom")
 
