@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -103,14 +104,17 @@ def methods(summary: list[dict]) -> dict[tuple, list[dict]]:
 
 
 def method_names(keys) -> dict[tuple, str]:
-    """A short legend for each method key: the guidance and its options, and those other columns of
-    :data:`METHOD` that differ between the methods (the label telling two models apart, the steps, ...)."""
+    """A short legend for each method key: the guidance and its options (a network's fingerprint left out), and
+    those other columns of :data:`METHOD` where the method differs from the most common value among the methods (the
+    label telling two models apart, the steps, ...)."""
     keys = list(keys)
     differ = [i for i, k in enumerate(METHOD) if k not in ("guidance", "options") and len({m[i] for m in keys}) > 1]
+    usual = {i: Counter(m[i] for m in keys).most_common(1)[0][0] for i in differ}  # named only where a key differs
     names = {}
     for key in keys:
-        name = key[1] + (f" ({key[2]})" if key[2] else "")
-        extra = [_legend(METHOD[i], key[i]) for i in differ]
+        options = " ".join(t for t in str(key[2]).split() if "=net:" not in t)  # a network's fingerprint says little
+        name = key[1] + (f" ({options})" if options else "")
+        extra = [_legend(METHOD[i], key[i]) for i in differ if key[i] != usual[i]]
         names[key] = name + (f", {', '.join(extra)}" if extra else "")
     return names
 

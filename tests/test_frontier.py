@@ -16,6 +16,7 @@ from minicfg.frontier import (
     baseline_at,
     curve,
     frontier_seeds_figure,
+    method_names,
     methods,
     seed_summary,
     verdicts,
@@ -217,7 +218,9 @@ def test_verdicts_need_baseline_rows_and_one_baseline():
     # CFG on two models: each method is compared with the CFG of its own label; one on a third label cannot be
     two = seed_summary(ROWS + _rows("cfg", CFG, label="p_uncond=0 model"))
     found = verdicts(two)
-    assert {k[0] for k in found} == {"shipped"} and {r["baseline"] for r in found.values()} == {"cfg, shipped"}
+    assert {k[0] for k in found} == {"shipped"} and {r["baseline"] for r in found.values()} == {"cfg"}
+    names = method_names(methods(two))  # the model named only where it is not the one most methods ran on
+    assert sorted(names.values()) == ["ahead", "behind", "cfg", "cfg, p_uncond=0 model", "inside"]
     with pytest.raises(ValueError, match="matches 2 methods"):
         verdicts(seed_summary(ROWS + _rows("cfg", CFG, label="p_uncond=0 model") + _rows("icg", CFG, label="c")))
     found = verdicts(two, baseline={"guidance": "cfg", "label": "shipped"})  # the other CFG is judged like any
