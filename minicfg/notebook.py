@@ -80,7 +80,7 @@ def _show(text: str) -> None:
 
 
 def setup(*, dpi: int = 80) -> Path:
-    """The first cell of notebooks 07-09: plot style, quiet tqdm, the mode printed; returns the repository's
+    """The first cell of notebooks 07-10: plot style, quiet tqdm, the mode printed; returns the repository's
     ``docs/sweeps`` folder, which holds the recorded sweeps these notebooks read.
 
     The folder is searched from the working directory upwards (JupyterLab starts kernels in ``notebooks/``,

@@ -1,4 +1,4 @@
-"""Every notebook (01-09) as a learner runs it: JupyterLab in headless Chromium, kernels in smoke mode.
+"""Every notebook (01-10) as a learner runs it: JupyterLab in headless Chromium, kernels in smoke mode.
 
 Run with ``pytest -m jupyterlab`` (plain ``pytest`` deselects them). They need the OS's Chromium and skip with
 one line naming it when it is missing (``MINICFG_REQUIRE_BROWSER=1``, as in CI, makes that a failure).
@@ -61,7 +61,7 @@ def browser():
 @pytest.fixture(scope="module")
 def lab(browser, tmp_path_factory):
     """One server for the module, serving a copy of the repository's layout: the notebooks are copied into
-    ``notebooks/`` one at a time, and ``docs/`` (the recorded sweeps and recipes notebooks 05, 07-09 read from the
+    ``notebooks/`` one at a time, and ``docs/`` (the recorded sweeps and recipes notebooks 05, 07-10 read from the
     folder above theirs) is a link to the repository's."""
     work = tmp_path_factory.mktemp("jupyterlab")
     (work / "notebooks").mkdir()
@@ -104,7 +104,7 @@ def test_notebook_runs_in_jupyterlab(lab, page, notebook):
 
 
 def test_the_suite_runs_every_notebook():
-    assert [p.name[:2] for p in ALL] == [f"{k:02d}" for k in range(1, 10)]
+    assert [p.name[:2] for p in ALL] == [f"{k:02d}" for k in range(1, 11)]
 
 
 def _image_bytes(explorer):

@@ -95,8 +95,12 @@ def _load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+#: notebooks that hold no exercise: 10 surveys later guidance methods, measured, with nothing to implement
+WITHOUT_EXERCISES = {"10"}
+
+
 def test_every_notebook_is_checked():
-    assert [p.name[:2] for p in NOTEBOOKS] == [f"{k:02d}" for k in range(1, 10)]
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{k:02d}" for k in range(1, 11)]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem[:2])
@@ -110,7 +114,11 @@ def test_no_progress_bar_is_stored_at_zero_percent(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem[:2])
 def test_exercise_checks_are_stored_as_passing(path):
     nb = _load(path)
-    assert check_cells(nb), f"{path.name} has no exercise check cell (checks.check_...), yet every notebook has one"
+    if path.name[:2] in WITHOUT_EXERCISES:
+        assert not check_cells(nb), f"{path.name} has exercise checks now: take it out of WITHOUT_EXERCISES"
+        return
+    assert check_cells(nb), (f"{path.name} has no exercise check cell (checks.check_...), yet every notebook outside "
+                             f"WITHOUT_EXERCISES ({sorted(WITHOUT_EXERCISES)}) has one")
     problems = unstored_checks(nb)
     assert not problems, (f"{path.name}: exercise check cells whose stored output does not say they pass (execute "
                           "the notebook and keep the outputs):\n  " + "\n  ".join(problems))

@@ -140,7 +140,7 @@ def test_notebook_names(tmp_path):
 
     root = Path(__file__).resolve().parents[1] / "notebooks"
     assert [p.name for p in find_notebooks(["7"], root)] == ["07_fid_is_tradeoff.ipynb"]
-    assert [p.name[:2] for p in find_notebooks(["all"], root)] == [f"{k:02d}" for k in range(1, 10)]
+    assert [p.name[:2] for p in find_notebooks(["all"], root)] == [f"{k:02d}" for k in range(1, 11)]
     with pytest.raises(FileNotFoundError, match="no notebook 12_"):
         find_notebooks(["12"], root)
     with pytest.raises(FileNotFoundError, match="neither a notebook file nor a notebook number"):
