@@ -11,12 +11,12 @@ a finished one only redraws the figures. Parts:
 
 - ``shipped``: CFG (0, 0.1, 0.3, 1, 3), APG, CFG-Zero*, the w schedule and ICG (0.3, 1, 3) on the shipped model,
   50 ancestral steps;
-- ``ddim``: CFG++ against CFG with DDIM, the sampler CFG++ was written for (50 steps; CFG++'s own scale
+- ``deterministic``: CFG++ against CFG with DDIM, the sampler CFG++ was written for (50 steps; CFG++'s own scale
   l = 1 + w at 0.05, 0.1 and 0.2: on this grid a DDIM step of CFG++ is CFG at 1 + w' = l / (1 - e^(-h)), and the
   grid's middle steps are short, h about 0.06, so l = 0.4 already guides like w' of about 5 there; a first try at
   l = 0.4, 0.6, 0.8 gave classifier FIDs of 41 to 65, docs/guidance_frontier.md);
 - ``conditional``: ICG on the model trained without label dropout (role ``conditional_model``), w = 0 included;
-- ``distilled``: the guidance-distilled student (role ``distilled_model``) at 50 steps, and CFG at 25 steps,
+- ``student``: the guidance-distilled student (role ``distilled_model``) at 50 steps, and CFG at 25 steps,
   which costs the student's 50 network passes per sample (equal cost);
 - ``cifar10``: the two methods repeated on the shipped CIFAR-10 model beside CFG at w = 1, 2, 3 (seed 1 only,
   500 samples a point, into OUT's sibling folder ``frontier_cifar10``): APG, made for the over-saturation of large
@@ -40,7 +40,7 @@ from minicfg.sweep import run_sweep
 
 NAME = {m.builder: name for name, m in GUIDANCE.items()}  # registry names, spelled only in the registry
 SEEDS = (1, 2, 3)
-PARTS = ("shipped", "ddim", "conditional", "distilled", "cifar10")
+PARTS = ("shipped", "deterministic", "conditional", "student", "cifar10")
 CONDITIONAL_LABEL = "conditional model (p_uncond = 0)"
 
 
@@ -51,13 +51,13 @@ def plan(part: str) -> list[dict]:
         return [dict(guidance=DEFAULT_GUIDANCE, ws=[0, 0.1, 0.3, 1, 3], **shipped)] + [
             dict(guidance=NAME[fn], ws=[0.3, 1, 3], **shipped)
             for fn in (apg, cfg_zero_star, w_schedule, independent_condition)]
-    if part == "ddim":
+    if part == "deterministic":
         return [dict(guidance=DEFAULT_GUIDANCE, ws=[0, 0.3, 1, 3], sampler=ddim.__name__, n_steps=(50,)),
                 dict(guidance=NAME[cfgpp], ws=[-0.95, -0.9, -0.8], sampler=ddim.__name__, n_steps=(50,))]
     if part == "conditional":
         return [dict(guidance=NAME[independent_condition], ws=[0, 0.3, 1, 3], label=CONDITIONAL_LABEL,
                      checkpoint=shipped_weights(role="conditional_model"), **shipped)]
-    if part == "distilled":
+    if part == "student":
         return [dict(guidance=NAME[distilled], ws=[0, 0.3, 1, 3], **shipped),
                 dict(guidance=DEFAULT_GUIDANCE, ws=[0.3, 1, 3], sampler=ancestral.__name__, n_steps=(25,))]
     if part == "cifar10":

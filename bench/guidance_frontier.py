@@ -18,6 +18,7 @@ import argparse
 import math
 
 from minicfg.frontier import frontier_seeds_figure, method_names, methods, seed_summary, verdicts, write_summary
+from minicfg.guidance import DEFAULT_GUIDANCE
 from minicfg.sweep import read_csv
 
 
@@ -77,7 +78,7 @@ def main() -> None:
     parser.add_argument("--csv", default="docs/sweeps/frontier/sweep.csv", help="the sweep CSV (all methods, seeds)")
     parser.add_argument("--summary", default="docs/sweeps/frontier/summary.csv", help="where the summary goes")
     parser.add_argument("--figure", default="docs/figures/guidance_frontier.png", help="where the figure goes")
-    parser.add_argument("--baseline", default="cfg", help="guidance method the others are compared with")
+    parser.add_argument("--baseline", default=DEFAULT_GUIDANCE, help="guidance method the others are compared with")
     parser.add_argument("--baseline-label", default=None, help="its label, where it was swept on several models")
     parser.add_argument("--factor", type=float, default=2.0, help="how many combined seed sds count as a difference")
     parser.add_argument("--zoom", type=float, default=1.5, help="the zoomed panel holds best FIDs within this factor")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import atomic_write_bytes
+from .guidance import DEFAULT_GUIDANCE
 from .sweep_plots import _NAMES, CFID, _fid_axis, _label_points, _legend, group_rows
 
 __all__ = ["SETTING", "METHOD", "METRICS", "SUMMARY_FIELDS", "seed_summary", "write_summary", "methods",
@@ -274,13 +275,13 @@ def _baselines(method_map: dict, baseline) -> dict[tuple, tuple | None]:
             same = [b for b in same if b[0] == key[0]] or same
         if len(same) > 1:
             raise ValueError(f"the baseline {wanted} matches {len(same)} methods for {key} "
-                             f"({', '.join(map(str, same))}); select one, e.g. baseline={{'guidance': 'cfg', "
-                             "'label': ...}")
+                             f"({', '.join(map(str, same))}); select one, e.g. baseline={{'guidance': "
+                             f"'{DEFAULT_GUIDANCE}', 'label': ...}}")
         out[key] = same[0] if same else None
     return out
 
 
-def verdicts(summary: list[dict], baseline="cfg", factor: float = FACTOR) -> dict[tuple, dict]:
+def verdicts(summary: list[dict], baseline=DEFAULT_GUIDANCE, factor: float = FACTOR) -> dict[tuple, dict]:
     """For every method but the baseline: does it move the baseline's frontier, lie behind it, or slide along it?
 
     The rule, on classifier FID, accuracy and recall, each point's mean and sample standard deviation over seeds.
@@ -338,7 +339,7 @@ def verdicts(summary: list[dict], baseline="cfg", factor: float = FACTOR) -> dic
             continue
         base = by_method[base_key]
         line = curve(base)
-        base_name = "CFG" if base_key[1] == "cfg" else names[base_key]
+        base_name = "CFG" if base_key[1] == DEFAULT_GUIDANCE else names[base_key]
         called = []
         for p in points:
             refs = baseline_at(base, p["fid_mean"])
