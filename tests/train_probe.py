@@ -3,7 +3,8 @@
 - ``MINICFG_PROBE_INPUTS=PREFIX``: every process saves what the network was given (z, lam, labels) in the first
   ``PROBE_STEPS`` training steps to ``PREFIX-rank<R>.pt``, so a test can see which rows each process computed;
 - ``MINICFG_PROBE_HOLD_AT=K``: when step K is reached, rank 0 writes its checkpoint and every process then waits
-  (to be killed by the test), so a kill always lands mid-run, however fast the CPU.
+  (to be killed by the test), so a kill always lands mid-run, however fast the CPU; a process whose parent dies
+  (a torchrun worker when the test kills torchrun) exits instead of waiting on.
 """
 
 import os
@@ -38,7 +39,10 @@ def _hold_at(step: int) -> None:
         if self.step == step:
             if self.rank == 0:
                 self.save()
-            time.sleep(3600)
+            parent = os.getppid()
+            while os.getppid() == parent:  # until killed, or orphaned: torchrun starts its workers in their own
+                time.sleep(0.2)  # session, so the test's kill of torchrun's group does not reach them
+            os._exit(1)
         return train_step(self)
 
     training.Trainer.train_step = holding_step
