@@ -24,7 +24,7 @@ import torch
 from minicfg import samplers
 from minicfg.evaluator import cpu_name
 from minicfg.schedules import sampling_lams
-from minicfg.tilted import cfg_corrected, cfg_samples, mixture_1d, mixture_tilted, tilted_figure
+from minicfg.tilted import mixture_1d, mixture_tilted, sample_set, tilted_figure
 
 MEANS, STDS, LABEL = (-1.5, 1.5), (1.0, 1.0), 0
 LANGEVIN_STEP, LANGEVIN_STEPS = 0.01, 1000
@@ -32,14 +32,11 @@ ANCESTRAL = samplers.ancestral.__name__  # the label of its rows, and the regist
 
 
 def draw(name: str, mixture, w, n: int, n_steps: int, seed: int) -> np.ndarray:
-    """One set of n samples of class LABEL from the named sampler (seeded)."""
-    g = torch.Generator().manual_seed(seed)
-    lams = sampling_lams(n_steps, dtype=torch.float64)
+    """One set of n samples of class LABEL from the named row's sampler (seeded)."""
     sampler = ANCESTRAL if name == ANCESTRAL else samplers.ddim.__name__
-    x = cfg_samples(mixture, LABEL, w, n, lams, sampler, generator=g)
-    if name == "DDIM + Langevin":
-        x = cfg_corrected(mixture, LABEL, w, x, float(lams[-1]), LANGEVIN_STEP, LANGEVIN_STEPS, g)
-    return x.numpy()
+    langevin = (LANGEVIN_STEP, LANGEVIN_STEPS) if name == "DDIM + Langevin" else None
+    return sample_set(mixture, LABEL, w, n, sampling_lams(n_steps, dtype=torch.float64), sampler, seed=seed,
+                      langevin=langevin).numpy()
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ from .samplers import DEFAULT_SAMPLER, run_sampler
 from .toy import GaussianMixture
 
 __all__ = ["mixture_1d", "GridDensity", "tilted_on_grid", "mixture_tilted", "cfg_samples", "score_at", "langevin",
-           "cfg_corrected", "tilted_figure"]
+           "cfg_corrected", "sample_set", "tilted_figure"]
 
 
 def mixture_1d(means, stds, weights=None, dtype: torch.dtype = torch.float64) -> GaussianMixture:
@@ -246,6 +246,18 @@ def cfg_corrected(mixture: GaussianMixture, label: int, w, x: torch.Tensor, lam:
     x = torch.as_tensor(x, dtype=mixture.means.dtype).reshape(-1, 1)
     eps_fn = toy.cfg_eps_fn(mixture, torch.full((x.shape[0],), label, dtype=torch.long), w)
     return langevin(score_at(eps_fn, lam), x, step, n_steps, generator).reshape(-1)
+
+
+def sample_set(mixture: GaussianMixture, label: int, w, n: int, lams: torch.Tensor, sampler: str, *, seed: int,
+               langevin: tuple[float, int] | None = None) -> torch.Tensor:
+    """One seeded set of ``n`` CFG samples of class ``label`` (:func:`cfg_samples` on the grid ``lams`` with the
+    registered ``sampler``); with ``langevin=(step, n_steps)`` they are then corrected at the grid's last log-SNR
+    (:func:`cfg_corrected`), drawing from the same generator. A row of the what-CFG-samples measurement."""
+    g = torch.Generator().manual_seed(seed)
+    x = cfg_samples(mixture, label, w, n, lams, sampler, generator=g)
+    if langevin is not None:
+        x = cfg_corrected(mixture, label, w, x, float(lams[-1]), langevin[0], langevin[1], g)
+    return x
 
 
 def tilted_figure(target: GridDensity, cond: GridDensity, samples: dict[str, np.ndarray],

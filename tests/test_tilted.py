@@ -19,6 +19,7 @@ from minicfg.tilted import (
     langevin,
     mixture_1d,
     mixture_tilted,
+    sample_set,
     score_at,
     tilted_figure,
     tilted_on_grid,
@@ -240,3 +241,15 @@ def test_figure_legend_is_off_the_data_and_inside_the_figure():
     lo, hi = ax.get_xlim()  # the shifted histogram's lower tail and p(x|c)'s upper tail are both in view
     assert lo <= float(np.quantile(x - 1.0, 0.001)) and hi >= -1.5 + 3.0
     assert "w = 3" in ax.get_title() and "0.011 ± 0.002" in ax.get_title()
+
+
+def test_sample_set_is_the_sampler_then_the_corrector_on_one_seeded_generator():
+    mix = mixture_1d((-1.5, 1.5), (1.0, 1.0))
+    lams = sampling_lams(10, dtype=torch.float64)
+    g = torch.Generator().manual_seed(4)  # the two steps written out, drawing from one generator in turn
+    by_hand = cfg_corrected(mix, 0, 1.0, cfg_samples(mix, 0, 1.0, 200, lams, "ddim", generator=g), float(lams[-1]),
+                            0.01, 50, g)
+    torch.testing.assert_close(sample_set(mix, 0, 1.0, 200, lams, "ddim", seed=4, langevin=(0.01, 50)), by_hand,
+                               rtol=0, atol=0)
+    plain = cfg_samples(mix, 0, 1.0, 200, lams, "ddim", generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(sample_set(mix, 0, 1.0, 200, lams, "ddim", seed=4), plain, rtol=0, atol=0)
