@@ -4,7 +4,7 @@ shipped in the package (smoke mode, which pytest sets, falls back to it)."""
 import pytest
 import torch
 
-from minicfg import data
+from minicfg import data, guidance
 
 FULL_DATA_HINT = ("the full MNIST test set is not in the data folder (run `minicfg download --dataset mnist` or "
                   "point MINICFG_DATA at a copy); this test needs all 10,000 test digits")
@@ -35,3 +35,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def registered():
+    """The guidance registry as it was before the test, whatever the test registered."""
+    before = dict(guidance.GUIDANCE)
+    yield
+    guidance.GUIDANCE.clear()
+    guidance.GUIDANCE.update(before)

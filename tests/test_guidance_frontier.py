@@ -503,14 +503,6 @@ def test_cli_sweeps_a_method_and_records_its_options(tmp_path):
     assert row["options"] == "eta=0.5 momentum=-0.5 space=x"  # the defaults that ran, None (no threshold) left out
 
 
-@pytest.fixture
-def registered():
-    before = dict(guidance.GUIDANCE)
-    yield
-    guidance.GUIDANCE.clear()
-    guidance.GUIDANCE.update(before)
-
-
 def test_a_flag_that_several_methods_take_names_each_and_its_default(registered, capsys):
     def probe(model, labels, w, *, space: str = "eps", eta: float = 0.25):
         """A toy method sharing apg's flags with other defaults."""

@@ -64,14 +64,6 @@ def test_every_method_is_one_record_under_its_own_name():
         assert set(method.networks) <= set(method.options)
 
 
-@pytest.fixture
-def registered():
-    before = dict(guidance.GUIDANCE)
-    yield
-    guidance.GUIDANCE.clear()
-    guidance.GUIDANCE.update(before)
-
-
 def test_a_method_names_its_networks_in_its_record_and_the_commands_load_them(registered):
     def probe(model, labels, w, *, judge=None, scale: float = 1.0):
         """A toy method with a network option."""

@@ -154,13 +154,10 @@ def _recipe_code() -> str:
 
 
 @pytest.fixture
-def recipe():
-    before = dict(guidance.GUIDANCE)
+def recipe(registered):
     namespace = {}
     exec(compile(_recipe_code(), str(DOCS), "exec"), namespace)
-    yield namespace
-    guidance.GUIDANCE.clear()
-    guidance.GUIDANCE.update(before)
+    return namespace
 
 
 LABELS = torch.tensor([0, 1, 2, 1, 0, 2])
