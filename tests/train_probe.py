@@ -9,6 +9,7 @@
 
 import os
 import sys
+import threading
 import time
 
 import torch
@@ -32,6 +33,20 @@ def _record_inputs(prefix: str) -> None:
     nets.UNet.raw = recording_raw
 
 
+def _exit_when_orphaned() -> None:
+    """torchrun starts its workers in their own session, so the test's kill of torchrun's process group does not
+    reach them: a thread ends this process once its parent is gone, wherever the main thread is waiting (the hold,
+    or a collective whose other process is dead)."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _hold_at(step: int) -> None:
     train_step = training.Trainer.train_step
 
@@ -39,10 +54,8 @@ def _hold_at(step: int) -> None:
         if self.step == step:
             if self.rank == 0:
                 self.save()
-            parent = os.getppid()
-            while os.getppid() == parent:  # until killed, or orphaned: torchrun starts its workers in their own
-                time.sleep(0.2)  # session, so the test's kill of torchrun's group does not reach them
-            os._exit(1)
+            while True:  # until killed (an orphaned process is ended by _exit_when_orphaned)
+                time.sleep(0.2)
         return train_step(self)
 
     training.Trainer.train_step = holding_step
@@ -52,5 +65,6 @@ if __name__ == "__main__":
     if os.environ.get("MINICFG_PROBE_INPUTS"):
         _record_inputs(os.environ["MINICFG_PROBE_INPUTS"])
     if os.environ.get("MINICFG_PROBE_HOLD_AT"):
+        _exit_when_orphaned()
         _hold_at(int(os.environ["MINICFG_PROBE_HOLD_AT"]))
     sys.exit(cli.main())
