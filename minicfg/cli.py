@@ -101,7 +101,7 @@ def _cmd_train(args) -> None:
                          p_uncond=args.p_uncond, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
                          bf16=args.bf16 or None, checkpoint_every_s=args.checkpoint_every, objective=args.objective,
                          weighting=args.weighting, density=args.lam_density, log_every=args.log_every,
-                         teacher=args.teacher, w_max=args.w_max)
+                         teacher=args.teacher, w_max=args.w_max, snapshot_every=args.snapshot_every)
     t = time.perf_counter()
     try:
         trainer = train(recipe, args.out, resume=args.resume, progress=not args.no_progress,
@@ -329,6 +329,9 @@ def _add_train_options(p: argparse.ArgumentParser, presets: list[str], datasets,
     p.add_argument("--lr", type=_positive_float, help="peak learning rate (default from the preset)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (slower on CPUs without bf16 units)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
+    p.add_argument("--snapshot-every", type=_positive_int, default=None, metavar="STEPS",
+                   help="keep the EMA and two post-hoc EMA profiles every STEPS steps in OUT/snapshots/ (for "
+                        "choosing the EMA length after training: minicfg.posthoc_ema)")
     p.add_argument("--checkpoint-every", type=_positive_float, default=60.0,
                    help="seconds between checkpoints (default 60): at most this much work is lost to a crash")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

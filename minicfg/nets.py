@@ -55,6 +55,7 @@ class UNetConfig(_ArchConfig):
     channels: tuple[int, ...] = (64, 128)
     blocks_per_level: int = 1
     mid_blocks: int = 1
+    attention_heads: int = 0
     patch: int = 2
     emb_dim: int = 128
     groups: int = 8
@@ -69,6 +70,9 @@ class UNetConfig(_ArchConfig):
         super().__post_init__()
         get_prediction(self.prediction)
         _check_sigma_data(self.sigma_data)
+        if self.attention_heads < 0 or (self.attention_heads and self.channels[-1] % self.attention_heads):
+            raise ValueError(f"attention_heads must be 0 (no attention) or divide the lowest level's "
+                             f"{self.channels[-1]} channels, got {self.attention_heads}")
         if self.guidance_range is not None:
             lo, hi = (float(v) for v in self.guidance_range)
             if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
@@ -101,6 +105,24 @@ class ResBlock(nn.Module):
         h = self.norm2(h) * (1 + scale) + shift
         h = self.conv2(F.silu(h))
         return self.skip(x) + h
+
+
+class SelfAttention(nn.Module):
+    """Pre-norm multi-head self-attention over the pixels of a feature map, added to it (torch's
+    ``nn.MultiheadAttention``); the output projection starts at zero, so the block starts as the identity."""
+
+    def __init__(self, channels: int, heads: int, groups: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(min(groups, channels), channels)
+        self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
+        nn.init.zeros_(self.attn.out_proj.weight)
+        nn.init.zeros_(self.attn.out_proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # (B, H*W, C)
+        out, _ = self.attn(tokens, tokens, tokens, need_weights=False)
+        return x + out.transpose(1, 2).reshape(b, c, h, w)
 
 
 class UNet(nn.Module):
@@ -140,6 +162,8 @@ class UNet(nn.Module):
             if i < len(c.channels) - 1:
                 self.downsample.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
         self.mid = nn.ModuleList([ResBlock(ch, ch, e, c.groups) for _ in range(c.mid_blocks)])
+        # attention_heads > 0: self-attention at the lowest resolution, after the first middle block
+        self.mid_attention = SelfAttention(ch, c.attention_heads, c.groups) if c.attention_heads else None
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
         for i, width in reversed(list(enumerate(c.channels))):
@@ -204,8 +228,10 @@ class UNet(nn.Module):
             skips.append(h)
             if i < len(self.downsample):
                 h = self.downsample[i](h)
-        for block in self.mid:
+        for j, block in enumerate(self.mid):
             h = block(h, emb)
+            if j == 0 and self.mid_attention is not None:
+                h = self.mid_attention(h)
         for k, blocks in enumerate(self.up):
             h = torch.cat([h, skips.pop()], dim=1)
             for block in blocks:

@@ -82,17 +82,19 @@ def read_csv(path) -> list[dict]:
         raise ValueError(f"{path} has a malformed row ({err}); delete the row or the file and run again") from err
 
 
-def write_csv(rows: list[dict], path) -> Path:
-    """Write sweep rows (columns :data:`FIELDS`) atomically: a crash leaves the old file or the new one.
+def write_csv(rows: list[dict], path, fields: list[str] | None = None) -> Path:
+    """Write sweep rows (columns ``fields``, default :data:`FIELDS`) atomically: a crash leaves the old file or
+    the new one.
 
     Returns the path written, as a :class:`~pathlib.Path`.
     """
     path = Path(path)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=FIELDS, extrasaction="ignore", lineterminator="\n")
+    fields = FIELDS if fields is None else fields
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in FIELDS})
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
     atomic_write_bytes(path, buf.getvalue().encode())
     return path
 

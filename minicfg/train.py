@@ -39,6 +39,7 @@ from .distill import DEFAULT_W_RANGE, distill_loss, distilled, init_student, loa
 from .distributed import ObjectiveModule, setup, shard
 from .evaluator import cifar_evaluator_loss, evaluator_loss, evaluator_report
 from .nets import build_model
+from .posthoc_ema import PROFILE_SIGMA_RELS, gamma_for
 from .predictions import DENSITIES, WEIGHTINGS, prediction_loss
 from .registry import Registry
 
@@ -76,6 +77,7 @@ class TrainConfig:
     teacher: str | None = None
     w_max: float = DEFAULT_W_RANGE[1]
     checkpoint_every_s: float = 60.0
+    snapshot_every: int = 0
     sample_every_s: float = 120.0
     log_every: int = 50
 
@@ -98,6 +100,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if self.ema_fraction is not None and not 0.0 < self.ema_fraction <= 1.0:
             raise ValueError(f"ema_fraction is a share of the run and must lie in (0, 1], got {self.ema_fraction}")
+        if self.snapshot_every < 0:
+            raise ValueError(f"snapshot_every is a number of steps (0: no snapshots), got {self.snapshot_every}")
         if self.density not in DENSITIES:
             raise ValueError(f"unknown lam density {self.density!r}; choose one of {sorted(DENSITIES)}")
         if self.weighting not in WEIGHTINGS:
@@ -323,6 +327,10 @@ class Trainer:
             self.parallel = DistributedDataParallel(
                 module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.ema = AveragedModel(self.model, avg_fn=_ema_fn(recipe.ema_decay, recipe.ema_fraction), use_buffers=True)
+        # post-hoc EMA (minicfg.posthoc_ema): two power EMAs kept only by runs that write snapshots
+        self.gammas = [gamma_for(s) for s in PROFILE_SIGMA_RELS] if recipe.snapshot_every else []
+        self.profiles = [AveragedModel(self.model, avg_fn=_ema_fn(0.0, 1.0 / (g + 1.0)), use_buffers=True)
+                         for g in self.gammas]
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
                                      betas=(0.9, 0.99))
         self.step = 0
@@ -341,6 +349,9 @@ class Trainer:
         t = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         t.update({f"ema.{k}": v for k, v in self.ema.module.state_dict().items()})
         t["ema_n_averaged"] = self.ema.n_averaged.detach().clone()
+        for i, profile in enumerate(self.profiles):
+            t.update({f"profile{i}.{k}": v for k, v in profile.module.state_dict().items()})
+            t[f"profile{i}_n_averaged"] = profile.n_averaged.detach().clone()
         names = {id(p): n for n, p in self.model.named_parameters()}
         for group in self.opt.param_groups:
             for p in group["params"]:
@@ -365,6 +376,18 @@ class Trainer:
         save_tensors(path, self.state_tensors(), self.meta())
         return path
 
+    def save_snapshot(self) -> Path:
+        """Write the usual EMA and the post-hoc profiles of this step to ``OUT/snapshots/step_NNNNNN.safetensors``
+        (loadable by ``load_model``, which reads the ``ema.`` tensors; mixed by ``minicfg.posthoc_ema``)."""
+        t = {f"ema.{k}": v for k, v in self.ema.module.state_dict().items()}
+        for i, profile in enumerate(self.profiles):
+            t.update({f"profile{i}.{k}": v for k, v in profile.module.state_dict().items()})
+        profiles = [{"sigma_rel": s, "gamma": g} for s, g in zip(PROFILE_SIGMA_RELS, self.gammas, strict=True)]
+        path = self.out / "snapshots" / f"step_{self.step:06d}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_tensors(path, t, {**self.meta(), "profiles": profiles})
+        return path
+
     def load(self, path) -> None:
         tensors, meta = load_tensors(path)
         saved = meta.get("train", {})
@@ -382,6 +405,13 @@ class Trainer:
         except RuntimeError as err:
             raise CheckpointError(f"{path} does not match the model: {err}") from err
         self.ema.n_averaged.copy_(tensors["ema_n_averaged"])
+        for i, profile in enumerate(self.profiles):
+            if f"profile{i}_n_averaged" not in tensors:
+                raise CheckpointError(f"{path} was written without post-hoc EMA profiles, so a run resumed from it "
+                                      f"cannot keep snapshots; resume without --snapshot-every")
+            profile.module.load_state_dict({k[len(f"profile{i}."):]: v for k, v in tensors.items()
+                                            if k.startswith(f"profile{i}.")})
+            profile.n_averaged.copy_(tensors[f"profile{i}_n_averaged"])
         params = dict(self.model.named_parameters())
         for key, v in tensors.items():
             if key.startswith("opt."):
@@ -457,17 +487,25 @@ class Trainer:
         self.opt.step()
         self.sched.step()
         self.ema.update_parameters(self.model)
+        for profile in self.profiles:
+            profile.update_parameters(self.model)
         self.step += 1
         return value
 
     # pragma: no mutate block (the rest of the class is not the training step: docs/mutation.md)
-    def calibrate_steps(self, minutes: float, probe: int = 20) -> int:
-        """Turn a time budget into a step count by timing ``probe`` steps (kept in the checkpoint)."""
+    def calibrate_steps(self, minutes: float, probe: int = 30, warm: int = 5) -> int:
+        """Turn a time budget into a step count by timing ``probe`` steps (kept in the checkpoint). The ``warm``
+        steps before them are not timed: the first steps build kernels and allocate, so timing them made the
+        runs of a budget shorter than asked."""
+        start = time.perf_counter()
+        for _ in range(warm):
+            self.train_step()
         t = time.perf_counter()
         for _ in range(probe):
             self.train_step()
         per_step = (time.perf_counter() - t) / probe
-        steps = torch.tensor([max(self.step + 1, int(minutes * 60 / per_step))], device=self.device)
+        left = minutes * 60 - (time.perf_counter() - start)
+        steps = torch.tensor([self.step + max(1, int(left / per_step))], device=self.device)
         if self.world > 1:  # every process must run the same number of steps: rank 0's count
             torch.distributed.broadcast(steps, src=0)
         return int(steps.item())
@@ -515,6 +553,9 @@ class Trainer:
                                      f"{loss:.7g}"])
                     log.flush()
                     bar.set_postfix(loss=f"{ema_loss:.4f}", img_s=f"{ips:.0f}")
+                if main and recipe.snapshot_every and (self.step % recipe.snapshot_every == 0
+                                                       or self.step == self.total_steps):
+                    self.save_snapshot()
                 if main and now - last_ckpt >= recipe.checkpoint_every_s:
                     self.save()
                     last_ckpt = now

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,18 @@ def test_resume_with_flips_reproduces_the_uninterrupted_run(tmp_path):
     for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{name} differs after resume")
     assert any(bool(whole.draw(s)[1].any()) for s in range(8))  # flips did happen in this run
+
+
+def test_a_time_budget_does_not_time_the_slow_first_steps(tmp_path, monkeypatch):
+    # steps that take 50 ms for the first five (kernels being built) and 10 ms after: a 1.2 s budget has room for
+    # 5 slow steps and 65 fast ones; timing the first steps too would count 1.2 s / 20 ms = 60 steps
+    trainer = Trainer(_recipe(train_steps=None, minutes=0.02), tmp_path)
+
+    def fake_step():
+        time.sleep(0.05 if trainer.step < 5 else 0.01)
+        trainer.step += 1
+        return 0.0
+
+    monkeypatch.setattr(trainer, "train_step", fake_step)
+    steps = trainer.calibrate_steps(0.02)
+    assert 88 <= steps <= 101, steps
