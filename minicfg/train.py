@@ -67,6 +67,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     bf16: bool = False
+    compile: bool = False
     channels_last: bool = True
     lam_min: float = -20.0
     lam_max: float = 20.0
@@ -331,6 +332,11 @@ class Trainer:
         self.gammas = [gamma_for(s) for s in PROFILE_SIGMA_RELS] if recipe.snapshot_every else []
         self.profiles = [AveragedModel(self.model, avg_fn=_ema_fn(0.0, 1.0 / (g + 1.0)), use_buffers=True)
                          for g in self.gammas]
+        if recipe.compile:  # after the EMAs copied the model: they keep the plain network
+            if self.world > 1:
+                raise ValueError("--compile is for one process; drop it under torchrun")
+            entry = "raw" if hasattr(self.model, "raw") else "forward"  # what the objective calls
+            setattr(self.model, entry, torch.compile(getattr(self.model, entry)))
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay,
                                      betas=(0.9, 0.99))
         self.step = 0

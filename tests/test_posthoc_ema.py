@@ -14,6 +14,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 from derivations.posthoc_ema import derive_overlap, derive_sigma_rel
+from minicfg import cli
 from minicfg.checkpoint import CheckpointError, load_model, load_tensors
 from minicfg.posthoc_ema import gamma_for, mixing_weights, overlap, sigma_rel, snapshot_steps, synthesize
 from minicfg.train import TrainConfig, Trainer, _ema_fn, train
@@ -162,6 +163,19 @@ def test_rebuilding_a_stored_width_at_a_stored_step_gives_that_profile(tmp_path,
     torch.testing.assert_close(reloaded.state_dict(), model.state_dict())
     with pytest.raises(ValueError, match="no snapshot at step 7"):
         synthesize(tmp_path, 0.10, step=7)
+
+
+def test_the_ema_command_writes_a_rebuilt_ema(tmp_path, mnist_small, capsys):
+    train(_recipe(), tmp_path, progress=False, data=mnist_small)
+    out = tmp_path / "ema_007.safetensors"
+    assert cli.main(["ema", str(tmp_path), "--sigma-rel", "0.07", "--step", "10", "--out", str(out)]) in (0, None)
+    assert "sigma_rel 0.07" in capsys.readouterr().out
+    model, meta = load_model(out)
+    assert meta["step"] == 10 and meta["posthoc_ema"]["sigma_rel"] == 0.07
+    expected, _ = synthesize(tmp_path, 0.07, step=10)
+    torch.testing.assert_close(model.state_dict(), expected.state_dict())
+    with pytest.raises(SystemExit):
+        cli.main(["ema", str(tmp_path), "--sigma-rel", "0", "--out", str(out)])
 
 
 def test_resume_keeps_the_profiles_of_the_uninterrupted_run(tmp_path, mnist_small):

@@ -192,3 +192,20 @@ def test_a_time_budget_does_not_time_the_slow_first_steps(tmp_path, monkeypatch)
     monkeypatch.setattr(trainer, "train_step", fake_step)
     steps = trainer.calibrate_steps(0.02)
     assert 88 <= steps <= 101, steps
+
+
+def test_compile_wraps_the_trained_network_and_not_its_emas(tmp_path, mnist_small, monkeypatch):
+    calls = []
+
+    def fake_compile(fn):  # torch.compile takes a minute; this records what is compiled and what is called
+        def wrapped(*args, **kwargs):
+            calls.append(fn.__name__)
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    trainer = train(_recipe(train_steps=3, compile=True), tmp_path, progress=False, data=mnist_small)
+    assert calls == ["raw"] * 3  # one compiled call per training step
+    assert trainer.ema.module.raw.__name__ == "raw" and "wrapped" not in repr(trainer.ema.module.raw)
+    load_model(tmp_path / "ema.safetensors")  # the exported weights load as a plain network
