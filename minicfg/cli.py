@@ -339,8 +339,8 @@ def _add_train_options(p: argparse.ArgumentParser, presets: list[str], datasets,
     p.add_argument("--batch-size", type=_positive_int, help="images per step (default 128)")
     p.add_argument("--lr", type=_positive_float, help="peak learning rate (default from the preset)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (slower on CPUs without bf16 units)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first steps while it compiles; with "
-                   "--bf16 1.7x the images/s of fp32 on a CPU with AMX-BF16 units, docs/recipe_mnist.md)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first steps while it "
+                   "compiles; with --bf16, 1.7x the images/s of fp32 on an AMX-BF16 CPU: docs/recipe_mnist.md)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.safetensors")
     p.add_argument("--snapshot-every", type=_positive_int, default=None, metavar="STEPS",
                    help="keep the EMA and two post-hoc EMA profiles every STEPS steps in OUT/snapshots/ (for "
