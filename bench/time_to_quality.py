@@ -56,13 +56,14 @@ def curve(run, ws: list[float], n: int, n_steps: int, every: int, floor: dict) -
         rows.append({"step": step, "minutes": round(meta["elapsed_s"] / 60, 2), "accuracy_w0": unguided["accuracy"],
                      "fid_w0": round(unguided["fid"], 3), "best_w": best["w"], "best_fid": round(best["fid"], 3),
                      "fid_ratio": round(best["fid"] / floor["fid"], 3), "accuracy_best_w": best["accuracy"],
-                     "n": n, "cpu": cpu_name(), "threads": meta.get("threads", "")})
+                     "n": n, "cpu": cpu_name()})
     return rows
 
 
 def curve_figure(rows: list[dict], floor: dict, title: str, path) -> None:
     """Two panels against training minutes: accuracy at w = 0, and the best-w classifier FID over real's."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -79,6 +80,8 @@ def curve_figure(rows: list[dict], floor: dict, title: str, path) -> None:
     right.axhline(AIMS["fid_ratio"], color="0.4", ls="--", lw=1, label="aim 1.5x real")
     right.set_ylabel(f"classifier FID / real digits' ({floor['fid']:.2f})")
     right.set_yscale("log")
+    right.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    right.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     for ax in (left, right):
         ax.axvline(AIMS["minutes"], color="0.6", ls=":", lw=1, label="10 minutes")
         ax.set_xlabel("training wall-clock minutes")
