@@ -13,29 +13,12 @@ Needs MNIST under $MINICFG_DATA.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
-
-import numpy as np
 
 from minicfg.checkpoint import load_model
 from minicfg.evaluator import cpu_name
-from minicfg.posthoc_ema import snapshot_files, snapshot_steps, synthesize
+from minicfg.posthoc_ema import ema_width, snapshot_files, snapshot_steps, synthesize
 from minicfg.sweep import sweep, write_csv
-
-
-def usual_ema_width(decay: float, steps: int, fraction: float | None = None) -> float:
-    """sigma_rel of the Trainer's usual EMA after ``steps`` updates: the standard deviation of the weights it gives
-    the models of steps 1..steps (decay (1 + n)/(10 + n) capped at ``decay``), over ``steps``."""
-    n = np.arange(steps, dtype=np.float64)  # models averaged before update n + 1
-    d = (1 - 1 / (n + 1)) ** (1 / fraction) if fraction else np.minimum(decay, (1 + n) / (10 + n))
-    d[0] = 0.0  # the first update copies the model
-    # weight of model t: (1 - d_t) * prod_{s > t} d_s
-    tail = np.concatenate([np.cumprod(d[::-1])[::-1][1:], [1.0]])
-    weights = (1 - d) * tail
-    t = n + 1
-    mean = (weights * t).sum() / weights.sum()
-    return math.sqrt((weights * (t - mean) ** 2).sum() / weights.sum()) / steps
 
 
 def main() -> None:
@@ -65,7 +48,7 @@ def main() -> None:
 
     model, meta = load_model(snapshot)
     train = meta["train"]
-    measure("usual", model, meta, usual_ema_width(train["ema_decay"], step, train.get("ema_fraction")))
+    measure("usual", model, meta, ema_width(train["ema_decay"], step, train.get("ema_fraction")))
     for width in [float(v) for v in args.widths.split(",")]:
         out = run / "posthoc" / f"ema_{width:g}_step{step}.safetensors"
         model, meta = synthesize(run, width, step=step, out=out)

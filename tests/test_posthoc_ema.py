@@ -6,6 +6,7 @@ directly over that trajectory with torch's AveragedModel, the update the Trainer
 """
 
 import math
+from math import comb
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from torch.optim.swa_utils import AveragedModel
 from derivations.posthoc_ema import derive_overlap, derive_sigma_rel
 from minicfg import cli
 from minicfg.checkpoint import CheckpointError, load_model, load_tensors
-from minicfg.posthoc_ema import gamma_for, mixing_weights, overlap, sigma_rel, snapshot_steps, synthesize
+from minicfg.posthoc_ema import ema_width, gamma_for, mixing_weights, overlap, sigma_rel, snapshot_steps, synthesize
 from minicfg.train import TrainConfig, Trainer, _ema_fn, train
 
 
@@ -103,6 +104,26 @@ def test_an_ema_rebuilt_from_snapshots_matches_the_ema_run_directly():
             assert (rebuilt - direct).abs().max() < 0.1 * (nearest - direct).abs().max(), (width, at)
             if at == steps and 0.05 <= width <= 0.10:  # between the stored widths, from 20 snapshots: close
                 assert (rebuilt - direct).abs().max() < 5e-4, (width, at)
+
+
+def _weighted_sd(weights):
+    t = np.arange(1, len(weights) + 1, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    mean = (w * t).sum() / w.sum()
+    return math.sqrt((w * (t - mean) ** 2).sum() / w.sum())
+
+
+def test_ema_width_of_the_usual_ema_is_the_sd_of_its_written_out_weights():
+    # the warm-up EMA weighs model t by C(t + 8, 8) while below its cap (tests/test_ema_weights.py), the first by 10
+    steps = 40
+    weights = [10] + [comb(t + 8, 8) for t in range(2, steps + 1)]
+    assert ema_width(0.999, steps) == pytest.approx(_weighted_sd(weights) / steps, rel=1e-9)
+    # C(t + 8, 8) grows like t^8: a power EMA of exponent 8, for long runs under the cap
+    assert ema_width(0.999, 6000) == pytest.approx(sigma_rel(8.0), rel=0.01)
+    # the power EMA of ema_fraction = 1 / (gamma + 1) has the width of its exponent
+    assert ema_width(0.0, 6000, fraction=1 / (6.94 + 1)) == pytest.approx(sigma_rel(6.94), rel=0.01)
+    # a capped decay makes the EMA narrower once the cap is reached (0.9 from update 81 on)
+    assert ema_width(0.9, 6000) < 0.01
 
 
 def test_mixing_refuses_a_step_past_the_last_snapshot():
