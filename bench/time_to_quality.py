@@ -31,7 +31,7 @@ from minicfg.posthoc_ema import snapshot_files, snapshot_steps
 from minicfg.sweep import best_row, sweep, write_csv
 from minicfg.train import recipe_from, train
 
-AIMS = {"accuracy_w0": 0.97, "fid_ratio": 1.5, "minutes": 10.0}  # issue 32's aims for the MNIST default recipe
+AIMS = {"accuracy_w0": 0.97, "minutes": 10.0}  # issue 32's aims for the MNIST default recipe (the cFID one: at 5,000)
 
 
 def real_floor(n: int) -> dict:
@@ -55,13 +55,15 @@ def curve(run, ws: list[float], n: int, n_steps: int, every: int, floor: dict) -
         unguided = next(p for p in points if p["w"] == 0.0)
         rows.append({"step": step, "minutes": round(meta["elapsed_s"] / 60, 2), "accuracy_w0": unguided["accuracy"],
                      "fid_w0": round(unguided["fid"], 3), "best_w": best["w"], "best_fid": round(best["fid"], 3),
-                     "fid_ratio": round(best["fid"] / floor["fid"], 3), "accuracy_best_w": best["accuracy"],
+                     "real_fid": round(floor["fid"], 3), "best_fid_over_real": round(best["fid"] / floor["fid"], 3),
+                     "accuracy_best_w": best["accuracy"],
                      "n": n, "cpu": cpu_name()})
     return rows
 
 
 def curve_figure(rows: list[dict], floor: dict, title: str, path) -> None:
-    """Two panels against training minutes: accuracy at w = 0, and the best-w classifier FID over real's."""
+    """Two panels against training minutes: accuracy at w = 0, and the classifier FID at w = 0 and at the best w
+    beside that of as many real digits (no ratio aim drawn: the ratio to real depends on the sample count)."""
     import matplotlib
     import matplotlib.ticker
 
@@ -73,13 +75,16 @@ def curve_figure(rows: list[dict], floor: dict, title: str, path) -> None:
     left.plot(minutes, [100 * r["accuracy_w0"] for r in rows], "o-", color="C0", label="w = 0")
     left.axhline(100 * AIMS["accuracy_w0"], color="0.4", ls="--", lw=1, label="aim 97%")
     left.set_ylabel("recognised by the evaluator (%)")
-    right.plot(minutes, [r["fid_ratio"] for r in rows], "o-", color="C3", label="best w")
+    right.plot(minutes, [r["best_fid"] for r in rows], "o-", color="C3", label="best w")
+    right.plot(minutes, [r["fid_w0"] for r in rows], "s--", color="C1", ms=4, label="w = 0")
     for r in rows:
-        right.annotate(f"w={r['best_w']:g}", (r["minutes"], r["fid_ratio"]), textcoords="offset points",
-                       xytext=(0, 7), ha="center", fontsize=8)
-    right.axhline(AIMS["fid_ratio"], color="0.4", ls="--", lw=1, label="aim 1.5x real")
-    right.set_ylabel(f"classifier FID / real digits' ({floor['fid']:.2f})")
+        right.annotate(f"w={r['best_w']:g}", (r["minutes"], r["best_fid"]), textcoords="offset points",
+                       xytext=(0, -13), ha="center", fontsize=8)
+    # a finite sample's classifier FID is biased upwards, the more the fewer samples: real digits at the same n
+    right.axhline(floor["fid"], color="0.4", ls="--", lw=1, label=f"real digits, same n ({floor['fid']:.2f})")
+    right.set_ylabel("classifier FID")
     right.set_yscale("log")
+    right.yaxis.set_major_locator(matplotlib.ticker.FixedLocator([1, 2, 3, 4, 5, 7, 10, 15, 20, 30, 50, 70, 100]))
     right.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     right.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     for ax in (left, right):
@@ -87,6 +92,7 @@ def curve_figure(rows: list[dict], floor: dict, title: str, path) -> None:
         ax.set_xlabel("training wall-clock minutes")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right" if ax is left else "upper right", fontsize=8)
+    left.set_ylim(top=max(98.0, left.get_ylim()[1]))
     fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -119,8 +125,8 @@ def main() -> None:
         if args.csv:
             write_csv(rows, args.csv, fields=list(rows[0]))
         if args.figure:
-            curve_figure(rows, floor, f"{Path(args.curve).name}: {args.n_samples} samples per w, {args.n_steps} "
-                         f"ancestral steps; {cpu_name()}", args.figure)
+            curve_figure(rows, floor, f"snapshots of {Path(args.curve).name}: {args.n_samples} samples per w, "
+                         f"{args.n_steps} ancestral steps; {cpu_name()}", args.figure)
         return
     if args.checkpoint is None:
         t = time.perf_counter()
