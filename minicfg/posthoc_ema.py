@@ -119,12 +119,12 @@ def synthesize(folder, width: float, step: int | None = None, out=None) -> tuple
 
     Returns (network, metadata); the metadata gains ``posthoc_ema`` (the width, exponent, step, the snapshots'
     coefficients and the fit's relative L2 error)."""
+    gamma = gamma_for(width)  # a bad width is refused before the files are read
     files = snapshot_files(folder)
     steps = [int(_STEP.search(p.name).group(1)) for p in files]
     step = steps[-1] if step is None else int(step)
     if step not in steps:
         raise ValueError(f"no snapshot at step {step}; the run kept steps {steps}")
-    gamma = gamma_for(width)
     parts, coords = [], []  # (file, tensor prefix) and (gamma_i, t_i) of every stored profile up to step
     meta = None
     for path, s in zip(files, steps, strict=True):
