@@ -17,7 +17,7 @@ from pathlib import Path
 
 from minicfg.checkpoint import load_model
 from minicfg.evaluator import cpu_name
-from minicfg.posthoc_ema import ema_width, snapshot_files, snapshot_steps, synthesize
+from minicfg.posthoc_ema import ema_width, snapshots, synthesize
 from minicfg.sweep import sweep, write_csv
 
 
@@ -33,8 +33,9 @@ def main() -> None:
     args = parser.parse_args()
     run = Path(args.run)
     ws = [float(v) for v in args.w.split(",")]
-    step = args.step or snapshot_steps(run)[-1]
-    snapshot = snapshot_files(run)[snapshot_steps(run).index(step)]
+    stored = dict(snapshots(run))
+    step = args.step or max(stored)
+    snapshot = stored[step]
     table = []
 
     def measure(name: str, model, meta, width: float) -> None:

@@ -40,6 +40,15 @@ def _value(text: str):
         return text
 
 
+def parse_sets(items: list[str]) -> dict:
+    """``--set KEY=VALUE`` options as recipe overrides (JSON values; a bare word is a string)."""
+    overrides = {}
+    for item in items:
+        key, _, val = item.partition("=")
+        overrides[key] = _value(val)
+    return overrides
+
+
 def parse_sampler(spec: str) -> tuple[str, int, dict]:
     name, steps, *opts = spec.split(":")
     options = {}
@@ -63,10 +72,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None, help="measure these weights (implies --samplers-only)")
     args = parser.parse_args()
 
-    overrides = {}
-    for item in args.set:
-        key, _, val = item.partition("=")
-        overrides[key] = _value(val)
+    overrides = parse_sets(args.set)
     run = Path(args.out) / args.name
     if args.checkpoint is None and not args.samplers_only:
         t = time.perf_counter()

@@ -17,17 +17,17 @@ CSV and a figure. Needs MNIST under $MINICFG_DATA.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
+from recipe_ablation import parse_sets  # bench/, beside this script
 
 from minicfg.checkpoint import load_model
 from minicfg.data import mnist
 from minicfg.evaluator import cpu_name
 from minicfg.metrics import evaluate, format_table
-from minicfg.posthoc_ema import snapshot_files, snapshot_steps
+from minicfg.posthoc_ema import snapshots
 from minicfg.sweep import best_row, sweep, write_csv
 from minicfg.train import recipe_from, train
 
@@ -45,7 +45,7 @@ def real_floor(n: int) -> dict:
 def curve(run, ws: list[float], n: int, n_steps: int, every: int, floor: dict) -> list[dict]:
     """Measure every snapshot of ``run`` at a step that is a multiple of ``every``; one row per snapshot."""
     rows = []
-    for path, step in zip(snapshot_files(run), snapshot_steps(run), strict=True):
+    for step, path in snapshots(run):
         if step % every:
             continue
         model, meta = load_model(path)
@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--snapshot-every", type=int, default=0,
                         help="keep snapshots every N steps (the curve's points, post-hoc EMA)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a recipe field (JSON value), e.g. --set bf16=true")
+                        help="override a recipe field as bench/recipe_ablation.py does, e.g. --set bf16=true")
     parser.add_argument("--curve", default=None, metavar="RUN", help="measure the snapshots of RUN (no training)")
     parser.add_argument("--every", type=int, default=1000, help="--curve: measure snapshots at multiples of this")
     parser.add_argument("--csv", default=None, help="--curve: where to write the curve's rows")
@@ -130,8 +130,7 @@ def main() -> None:
         return
     if args.checkpoint is None:
         t = time.perf_counter()
-        overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
-        train(recipe_from(args.preset, snapshot_every=args.snapshot_every or None, **overrides), args.out,
+        train(recipe_from(args.preset, snapshot_every=args.snapshot_every or None, **parse_sets(args.set)), args.out,
               progress=True, command=f"python bench/time_to_quality.py --preset {args.preset}"
               + "".join(f" --set {item}" for item in args.set)
               + (f" --snapshot-every {args.snapshot_every}" if args.snapshot_every else ""))

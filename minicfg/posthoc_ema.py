@@ -5,12 +5,12 @@ A training run with ``TrainConfig.snapshot_every`` keeps, besides its usual EMA,
 ``OUT/snapshots/step_NNNNNN.safetensors`` every so many steps. A power EMA of exponent ``gamma`` stopped at step
 ``t`` averages the training weights with density ``(gamma + 1) tau^gamma / t^(gamma + 1)`` on ``[0, t]``; its
 width relative to the run is ``sigma_rel`` (:func:`sigma_rel`, derived in ``derivations.posthoc_ema``). A
-weighted sum of the stored snapshots is again an average of the training weights; :func:`mixing_weights` finds
+weighted sum of the stored snapshots is again an average of the training weights; :func:`fit` finds
 the sum whose density is closest (least squares over ``tau``) to that of any wanted ``sigma_rel`` at any stored
 step, and :func:`synthesize` writes it as an ordinary weights file, so one run gives every EMA length.
 
 The snapshot files are also loadable by :func:`minicfg.checkpoint.load_model` (their ``ema.`` tensors are the
-run's usual EMA), which is what the time-to-quality curve (``bench/time_to_quality.py --snapshots``) measures.
+run's usual EMA), which is what the time-to-quality curve (``bench/time_to_quality.py --curve``) measures.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import torch
 
 from .checkpoint import CheckpointError, load_model, load_tensors, save_weights
 
-__all__ = ["PROFILE_SIGMA_RELS", "sigma_rel", "gamma_for", "ema_width", "overlap", "mixing_weights", "snapshot_files",
-           "snapshot_steps", "synthesize"]
+__all__ = ["PROFILE_SIGMA_RELS", "sigma_rel", "gamma_for", "ema_width", "overlap", "fit",
+           "snapshots", "snapshot_steps", "synthesize"]
 
 #: The two stored profiles (EDM2 stores sigma_rel 0.05 and 0.10): every length between and around them can be
 #: reconstructed from the pair.
@@ -66,17 +66,20 @@ def overlap(g1: float, t1: float, g2: float, t2: float) -> float:
     return math.exp(log)
 
 
-def mixing_weights(snapshots: list[tuple[float, float]], gamma: float, t: float) -> np.ndarray:
-    """Coefficients ``x`` for the stored snapshots ``[(gamma_i, t_i), ...]`` whose sum ``sum_i x_i p_i`` is the
-    least-squares fit (over ``tau``) to the density of a power EMA of exponent ``gamma`` stopped at ``t``."""
-    if not snapshots:
+def fit(profiles: list[tuple[float, float]], gamma: float, t: float) -> tuple[np.ndarray, float]:
+    """Coefficients ``x`` for the stored profiles ``[(gamma_i, t_i), ...]`` whose sum ``sum_i x_i p_i`` is the
+    least-squares fit (over ``tau``) to the density ``p`` of a power EMA of exponent ``gamma`` stopped at ``t``, and
+    the fit's relative L2 error ``||sum_i x_i p_i - p|| / ||p||``."""
+    if not profiles:
         raise ValueError("no snapshots to mix: train with snapshot_every > 0 (`minicfg train --snapshot-every N`)")
-    if t > max(s for _, s in snapshots):
-        raise ValueError(f"step {t:g} lies past the last snapshot (step {max(s for _, s in snapshots):g}); "
+    if t > max(s for _, s in profiles):
+        raise ValueError(f"step {t:g} lies past the last snapshot (step {max(s for _, s in profiles):g}); "
                          f"an EMA can only be rebuilt up to a stored step")
-    a = np.array([[overlap(gi, ti, gj, tj) for gj, tj in snapshots] for gi, ti in snapshots])
-    b = np.array([overlap(gi, ti, gamma, t) for gi, ti in snapshots])
-    return np.linalg.lstsq(a, b, rcond=None)[0]
+    a = np.array([[overlap(gi, ti, gj, tj) for gj, tj in profiles] for gi, ti in profiles])
+    b = np.array([overlap(gi, ti, gamma, t) for gi, ti in profiles])
+    x = np.linalg.lstsq(a, b, rcond=None)[0]
+    target = overlap(gamma, t, gamma, t)
+    return x, math.sqrt(max(0.0, float(x @ a @ x - 2 * x @ b + target)) / target)
 
 
 def ema_width(decay: float, steps: int, fraction: float | None = None) -> float:
@@ -95,22 +98,21 @@ def ema_width(decay: float, steps: int, fraction: float | None = None) -> float:
     return math.sqrt((weights * (t - mean) ** 2).sum() / weights.sum()) / steps
 
 
-def snapshot_files(folder) -> list[Path]:
-    """The snapshots of a training folder (or of its ``snapshots`` sub-folder), in step order."""
+def snapshots(folder) -> list[tuple[int, Path]]:
+    """(step, file) of each snapshot of a training folder (or of its ``snapshots`` sub-folder), in step order."""
     folder = Path(folder)
     if (folder / "snapshots").is_dir():
         folder = folder / "snapshots"
-    files = sorted((p for p in folder.glob("step_*.safetensors") if _STEP.search(p.name)),
-                   key=lambda p: int(_STEP.search(p.name).group(1)))
-    if not files:
+    found = sorted((int(m.group(1)), p) for p in folder.glob("step_*.safetensors") if (m := _STEP.search(p.name)))
+    if not found:
         raise CheckpointError(f"no snapshots (step_NNNNNN.safetensors) in {folder}: train with "
                               f"`minicfg train --snapshot-every N` to keep them")
-    return files
+    return found
 
 
 def snapshot_steps(folder) -> list[int]:
     """The steps at which the run in ``folder`` wrote a snapshot."""
-    return [int(_STEP.search(p.name).group(1)) for p in snapshot_files(folder)]
+    return [step for step, _ in snapshots(folder)]
 
 
 def synthesize(folder, width: float, step: int | None = None, out=None) -> tuple[torch.nn.Module, dict]:
@@ -120,32 +122,27 @@ def synthesize(folder, width: float, step: int | None = None, out=None) -> tuple
     Returns (network, metadata); the metadata gains ``posthoc_ema`` (the width, exponent, step, the snapshots'
     coefficients and the fit's relative L2 error)."""
     gamma = gamma_for(width)  # a bad width is refused before the files are read
-    files = snapshot_files(folder)
-    steps = [int(_STEP.search(p.name).group(1)) for p in files]
+    stored = snapshots(folder)
+    steps = [s for s, _ in stored]
     step = steps[-1] if step is None else int(step)
     if step not in steps:
         raise ValueError(f"no snapshot at step {step}; the run kept steps {steps}")
-    parts, coords = [], []  # (file, tensor prefix) and (gamma_i, t_i) of every stored profile up to step
+    parts, coords = [], []  # (file, tensors, prefix) and (gamma_i, t_i) of every stored profile up to step
     meta = None
-    for path, s in zip(files, steps, strict=True):
+    for s, path in stored:
         if s > step:
             break
-        _, meta = load_tensors(path)
+        tensors, meta = load_tensors(path)
         for i, profile in enumerate(meta.get("profiles", [])):
-            parts.append((path, f"profile{i}."))
+            parts.append((path, tensors, f"profile{i}."))
             coords.append((float(profile["gamma"]), float(s)))
     if not parts:
-        raise CheckpointError(f"the snapshots in {files[0].parent} hold no EMA profiles to mix")
-    x = mixing_weights(coords, gamma, step)
-    a = np.array([[overlap(gi, ti, gj, tj) for gj, tj in coords] for gi, ti in coords])
-    b = np.array([overlap(gi, ti, gamma, step) for gi, ti in coords])
-    target = overlap(gamma, step, gamma, step)
-    error = math.sqrt(max(0.0, float(x @ a @ x - 2 * x @ b + target)) / target)
-    model, _ = load_model(files[steps.index(step)])
+        raise CheckpointError(f"the snapshots in {stored[0][1].parent} hold no EMA profiles to mix")
+    x, error = fit(coords, gamma, step)
+    model, _ = load_model(stored[steps.index(step)][1])
     state = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in model.state_dict().items()
              if v.is_floating_point()}
-    for (path, prefix), coef in zip(parts, x, strict=True):
-        tensors, _ = load_tensors(path)
+    for (_, tensors, prefix), coef in zip(parts, x, strict=True):
         for k in state:
             state[k] += float(coef) * tensors[prefix + k].double()
     reference = model.state_dict()
@@ -154,7 +151,7 @@ def synthesize(folder, width: float, step: int | None = None, out=None) -> tuple
     meta["step"] = step
     meta["posthoc_ema"] = {"sigma_rel": width, "gamma": gamma, "step": step, "fit_error": round(error, 6),
                            "coefficients": [[str(p.name), pre.rstrip("."), round(float(c), 6)]
-                                            for (p, pre), c in zip(parts, x, strict=True)]}
+                                            for (p, _, pre), c in zip(parts, x, strict=True)]}
     if out is not None:
         save_weights(out, model, meta)
     return model, meta

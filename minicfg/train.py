@@ -353,10 +353,9 @@ class Trainer:
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         t = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        t.update({f"ema.{k}": v for k, v in self.ema.module.state_dict().items()})
+        t.update(self.average_tensors())
         t["ema_n_averaged"] = self.ema.n_averaged.detach().clone()
         for i, profile in enumerate(self.profiles):
-            t.update({f"profile{i}.{k}": v for k, v in profile.module.state_dict().items()})
             t[f"profile{i}_n_averaged"] = profile.n_averaged.detach().clone()
         names = {id(p): n for n, p in self.model.named_parameters()}
         for group in self.opt.param_groups:
@@ -382,12 +381,17 @@ class Trainer:
         save_tensors(path, self.state_tensors(), self.meta())
         return path
 
-    def save_snapshot(self) -> Path:
-        """Write the usual EMA and the post-hoc profiles of this step to ``OUT/snapshots/step_NNNNNN.safetensors``
-        (loadable by ``load_model``, which reads the ``ema.`` tensors; mixed by ``minicfg.posthoc_ema``)."""
+    def average_tensors(self) -> dict[str, torch.Tensor]:
+        """The averaged weights: the usual EMA as ``ema.*``, the post-hoc profiles as ``profile{i}.*``."""
         t = {f"ema.{k}": v for k, v in self.ema.module.state_dict().items()}
         for i, profile in enumerate(self.profiles):
             t.update({f"profile{i}.{k}": v for k, v in profile.module.state_dict().items()})
+        return t
+
+    def save_snapshot(self) -> Path:
+        """Write the usual EMA and the post-hoc profiles of this step to ``OUT/snapshots/step_NNNNNN.safetensors``
+        (loadable by ``load_model``, which reads the ``ema.`` tensors; mixed by ``minicfg.posthoc_ema``)."""
+        t = self.average_tensors()
         profiles = [{"sigma_rel": s, "gamma": g} for s, g in zip(PROFILE_SIGMA_RELS, self.gammas, strict=True)]
         path = self.out / "snapshots" / f"step_{self.step:06d}.safetensors"
         path.parent.mkdir(parents=True, exist_ok=True)

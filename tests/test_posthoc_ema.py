@@ -17,7 +17,7 @@ from torch.optim.swa_utils import AveragedModel
 from derivations.posthoc_ema import derive_overlap, derive_sigma_rel
 from minicfg import cli
 from minicfg.checkpoint import CheckpointError, load_model, load_tensors
-from minicfg.posthoc_ema import ema_width, gamma_for, mixing_weights, overlap, sigma_rel, snapshot_steps, synthesize
+from minicfg.posthoc_ema import ema_width, fit, gamma_for, overlap, sigma_rel, snapshot_steps, synthesize
 from minicfg.train import TrainConfig, Trainer, _ema_fn, train
 
 
@@ -95,7 +95,7 @@ def test_an_ema_rebuilt_from_snapshots_matches_the_ema_run_directly():
     values = torch.stack([held[s][i] for s in range(every, steps + 1, every) for i in range(len(stored))]).double()
     for j, width in enumerate(targets):
         for at in (steps, steps // 2):
-            x = mixing_weights([c for c in coords if c[1] <= at], gamma_for(width), at)
+            x, _ = fit([c for c in coords if c[1] <= at], gamma_for(width), at)
             rebuilt = torch.from_numpy(x) @ values[: len(x)]
             direct = held[at][len(stored) + j].double()
             nearest = held[at][0 if width < 0.075 else 1].double()
@@ -126,11 +126,11 @@ def test_ema_width_of_the_usual_ema_is_the_sd_of_its_written_out_weights():
     assert ema_width(0.9, 6000) < 0.01
 
 
-def test_mixing_refuses_a_step_past_the_last_snapshot():
+def test_fit_refuses_a_step_past_the_last_snapshot():
     with pytest.raises(ValueError, match="past the last snapshot"):
-        mixing_weights([(6.94, 100.0)], 6.94, 200.0)
+        fit([(6.94, 100.0)], 6.94, 200.0)
     with pytest.raises(ValueError, match="snapshot_every"):
-        mixing_weights([], 6.94, 200.0)
+        fit([], 6.94, 200.0)
 
 
 def _recipe(**kw):
